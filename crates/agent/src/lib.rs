@@ -1,0 +1,100 @@
+//! The agent: the roles that own a host's resources. Today the compute role
+//! with its virt drivers; the network and storage roles come next.
+//!
+//! The compute role answers the conductor's calls ([`oxistack_bus::AgentApi`])
+//! by driving a [`VirtDriver`]. Drivers are narrow and idempotent; the fake
+//! driver implements the same trait as QEMU's so the whole control plane can
+//! run, be tested and be benchmarked without virtualisation.
+
+pub mod fake;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use oxistack_bus::{AgentApi, HostFacts, HostInstance, InstanceSpec, PowerCommand};
+use oxistack_model::{AppResult, ServerId};
+
+/// A hypervisor, as the compute role sees it.
+#[async_trait]
+pub trait VirtDriver: Send + Sync {
+    /// The host's capacity and acceleration.
+    async fn facts(&self) -> AppResult<HostFacts>;
+    /// Builds and starts the instance. Idempotent: an instance that already
+    /// exists is left as it is.
+    async fn spawn(&self, spec: &InstanceSpec) -> AppResult<()>;
+    /// Stops and removes every trace of the instance. Idempotent.
+    async fn destroy(&self, id: ServerId) -> AppResult<()>;
+    async fn power(&self, id: ServerId, cmd: PowerCommand) -> AppResult<()>;
+    async fn instances(&self) -> AppResult<Vec<HostInstance>>;
+    async fn console_output(&self, id: ServerId, lines: Option<usize>) -> AppResult<String>;
+}
+
+/// The compute role of one host.
+pub struct ComputeAgent {
+    driver: Arc<dyn VirtDriver>,
+}
+
+impl ComputeAgent {
+    pub fn new(driver: Arc<dyn VirtDriver>) -> Self {
+        ComputeAgent { driver }
+    }
+}
+
+#[async_trait]
+impl AgentApi for ComputeAgent {
+    async fn facts(&self) -> AppResult<HostFacts> {
+        self.driver.facts().await
+    }
+
+    async fn spawn(&self, spec: InstanceSpec) -> AppResult<()> {
+        tracing::info!(server_id = %spec.server_id, "spawning instance");
+        self.driver.spawn(&spec).await
+    }
+
+    async fn destroy(&self, id: ServerId) -> AppResult<()> {
+        tracing::info!(server_id = %id, "destroying instance");
+        self.driver.destroy(id).await
+    }
+
+    async fn power(&self, id: ServerId, cmd: PowerCommand) -> AppResult<()> {
+        tracing::info!(server_id = %id, ?cmd, "power action");
+        self.driver.power(id, cmd).await
+    }
+
+    async fn instances(&self) -> AppResult<Vec<HostInstance>> {
+        self.driver.instances().await
+    }
+
+    async fn console_output(&self, id: ServerId, lines: Option<usize>) -> AppResult<String> {
+        self.driver.console_output(id, lines).await
+    }
+}
+
+/// The last `n` lines of a console log (all of it when `n` is None).
+pub fn tail_lines(log: &str, n: Option<usize>) -> String {
+    match n {
+        None => log.to_string(),
+        Some(n) => {
+            let lines: Vec<&str> = log.lines().collect();
+            let start = lines.len().saturating_sub(n);
+            let mut out = lines[start..].join("\n");
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tail_lines;
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail_lines("a\nb\nc\n", Some(2)), "b\nc\n");
+        assert_eq!(tail_lines("a\nb\nc\n", Some(9)), "a\nb\nc\n");
+        assert_eq!(tail_lines("a\nb\n", None), "a\nb\n");
+        assert_eq!(tail_lines("", Some(3)), "");
+    }
+}

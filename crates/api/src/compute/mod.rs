@@ -1,0 +1,136 @@
+//! The compute API (Nova v2.1) at `/compute`.
+
+mod flavors;
+mod keypairs;
+mod limits;
+mod servers;
+pub mod versions;
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::context::RequestId;
+use crate::fault::{self, Service};
+use crate::microversion;
+use crate::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/", get(versions::root))
+        .route("/v2.1", get(versions::v21))
+        .route("/v2.1/", get(versions::v21))
+        .route("/v2.1/flavors", get(flavors::list).post(flavors::create))
+        .route("/v2.1/flavors/detail", get(flavors::detail))
+        .route(
+            "/v2.1/flavors/{id}",
+            get(flavors::show).delete(flavors::delete),
+        )
+        .route("/v2.1/flavors/{id}/action", post(flavors::action))
+        .route(
+            "/v2.1/flavors/{id}/os-flavor-access",
+            get(flavors::access_list),
+        )
+        .route(
+            "/v2.1/flavors/{id}/os-extra_specs",
+            get(flavors::specs_list).post(flavors::specs_create),
+        )
+        .route(
+            "/v2.1/flavors/{id}/os-extra_specs/{key}",
+            get(flavors::spec_show)
+                .put(flavors::spec_update)
+                .delete(flavors::spec_delete),
+        )
+        .route(
+            "/v2.1/os-keypairs",
+            get(keypairs::list).post(keypairs::create),
+        )
+        .route(
+            "/v2.1/os-keypairs/{name}",
+            get(keypairs::show).delete(keypairs::delete),
+        )
+        .route("/v2.1/servers", get(servers::list).post(servers::create))
+        .route("/v2.1/servers/detail", get(servers::detail))
+        .route(
+            "/v2.1/servers/{id}",
+            get(servers::show)
+                .put(servers::update)
+                .delete(servers::delete),
+        )
+        .route("/v2.1/servers/{id}/action", post(servers::action))
+        .route(
+            "/v2.1/servers/{id}/metadata",
+            get(servers::metadata_list)
+                .post(servers::metadata_merge)
+                .put(servers::metadata_replace),
+        )
+        .route(
+            "/v2.1/servers/{id}/metadata/{key}",
+            get(servers::metadata_show)
+                .put(servers::metadata_put)
+                .delete(servers::metadata_delete),
+        )
+        .route(
+            "/v2.1/servers/{id}/tags",
+            get(servers::tags_list)
+                .put(servers::tags_replace)
+                .delete(servers::tags_clear),
+        )
+        .route(
+            "/v2.1/servers/{id}/tags/{tag}",
+            get(servers::tag_check)
+                .put(servers::tag_add)
+                .delete(servers::tag_delete),
+        )
+        .route("/v2.1/limits", get(limits::limits))
+        .route(
+            "/v2.1/os-quota-sets/{project}",
+            get(limits::quota_show)
+                .put(limits::quota_update)
+                .delete(limits::quota_delete),
+        )
+        .route(
+            "/v2.1/os-quota-sets/{project}/defaults",
+            get(limits::quota_defaults),
+        )
+        .route(
+            "/v2.1/os-quota-sets/{project}/detail",
+            get(limits::quota_detail),
+        )
+        .route("/v2.1/os-availability-zone", get(limits::zones))
+        .route(
+            "/v2.1/os-availability-zone/detail",
+            get(limits::zones_detail),
+        )
+        .fallback(fault::not_found)
+        .with_state(state);
+    api.layer(middleware::from_fn(|req, next| {
+        microversion::negotiate(versions::SERVICE, req, next)
+    }))
+    .layer(middleware::from_fn(|req, next| {
+        fault::render(Service::Compute, req, next)
+    }))
+    .layer(middleware::from_fn(compute_request_id))
+}
+
+/// Nova also sends the request id as `x-compute-request-id`.
+async fn compute_request_id(req: Request, next: Next) -> Response {
+    let rid = req.extensions().get::<RequestId>().cloned();
+    let mut resp = next.run(req).await;
+    if let Some(Ok(v)) = rid.map(|r| HeaderValue::from_str(&r.0)) {
+        resp.headers_mut().insert("x-compute-request-id", v);
+    }
+    resp
+}
+
+/// `<public_url>/compute/v2.1/<path>` and the bookmark form without the version.
+pub(crate) fn links(state: &AppState, path: &str) -> serde_json::Value {
+    let base = state.settings.public_url();
+    serde_json::json!([
+        {"rel": "self", "href": format!("{base}/compute/v2.1/{path}")},
+        {"rel": "bookmark", "href": format!("{base}/compute/{path}")},
+    ])
+}

@@ -1,0 +1,38 @@
+//! Nova's application layer: flavors, keypairs, servers, quotas. Validates
+//! requests, applies policy and quotas, records intent, and hands host work
+//! to the conductor's sagas.
+
+pub mod flavors;
+pub mod keypairs;
+pub mod quotas;
+pub mod servers;
+
+use std::sync::Arc;
+
+use oxistack_conductor::Conductor;
+use oxistack_images::Images;
+use oxistack_model::config::Settings;
+use oxistack_store::Store;
+
+pub struct Compute {
+    pub store: Store,
+    pub conductor: Arc<Conductor>,
+    pub images: Arc<Images>,
+    pub settings: Arc<Settings>,
+}
+
+impl Compute {
+    pub fn new(
+        store: Store,
+        conductor: Arc<Conductor>,
+        images: Arc<Images>,
+        settings: Arc<Settings>,
+    ) -> Self {
+        Compute {
+            store,
+            conductor,
+            images,
+            settings,
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! `oxistack`: the command line, and the wiring of the roles into one
+//! process. Nothing else lives here.
+
+mod config;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "oxistack", version, about = "An OpenStack-compatible cloud in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole cloud (every role) in this process.
+    Serve(config::ServeArgs),
+    /// Print the effective settings (defaults, DIR/oxistack.toml, environment, flags) as TOML.
+    Config(config::ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("OXISTACK_LOG")
+                        .unwrap_or_else(|_| "info,sqlx=warn".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(serve::run(args))
+        }
+        Command::Config(args) => {
+            let settings = config::load(&args)?;
+            print!("{}", toml::to_string_pretty(&settings)?);
+            Ok(())
+        }
+    }
+}
