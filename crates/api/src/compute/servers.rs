@@ -375,6 +375,32 @@ const CREATE_KEYS: &[&str] = &[
     "personality",
 ];
 
+/// Block device mappings: only the image-backed local root disk (what
+/// clients send for a plain image boot) is served; volumes come with the
+/// volume service. Returns the image the mapping names.
+fn image_from_bdms(bdms: Option<&Value>) -> Result<Option<String>, AppError> {
+    let Some(list) = bdms else { return Ok(None) };
+    let list = list
+        .as_array()
+        .ok_or_else(|| AppError::bad_request("Invalid input for field/attribute block_device_mapping_v2."))?;
+    let mut image = None;
+    for b in list {
+        let source = b.get("source_type").and_then(|v| v.as_str()).unwrap_or("");
+        let dest = b.get("destination_type").and_then(|v| v.as_str()).unwrap_or("local");
+        let boot_index = b
+            .get("boot_index")
+            .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+        if source == "image" && dest == "local" && boot_index == Some(0) {
+            image = b.get("uuid").and_then(|v| v.as_str()).map(String::from);
+        } else {
+            return Err(AppError::bad_request(format!(
+                "Block device mapping {b} is not supported: OxiStack does not serve volumes yet; only the image's local root disk is."
+            )));
+        }
+    }
+    Ok(image)
+}
+
 pub async fn create(
     State(state): State<AppState>,
     auth: Auth,
@@ -397,12 +423,7 @@ pub async fn create(
             .into());
         }
     }
-    if s.get("block_device_mapping_v2").is_some() {
-        return Err(AppError::bad_request(
-            "Block device mappings are not supported yet: OxiStack does not serve volumes.",
-        )
-        .into());
-    }
+    let bdm_image = image_from_bdms(s.get("block_device_mapping_v2"))?;
     let name = str_field(s, "name")?.ok_or_else(|| {
         AppError::bad_request(
             "Invalid input for field/attribute server. 'name' is a required property",
@@ -410,11 +431,20 @@ pub async fn create(
     })?;
     let image_ref = str_field(s, "imageRef")?
         .filter(|i| !i.is_empty())
+        .or(bdm_image.clone())
         .ok_or_else(|| {
             AppError::bad_request(
                 "Invalid input for field/attribute server. 'imageRef' is a required property",
             )
         })?;
+    if let Some(b) = &bdm_image {
+        if !image_ref.ends_with(b.as_str()) {
+            return Err(AppError::bad_request(
+                "The image of block_device_mapping_v2 differs from imageRef.",
+            )
+            .into());
+        }
+    }
     let flavor_ref = match s.get("flavorRef") {
         Some(Value::String(f)) => f.clone(),
         Some(Value::Number(n)) => n.to_string(),
