@@ -15,21 +15,49 @@ struct Tenant {
 
 /// A project with a member user, made through the identity admin API.
 fn tenant(cloud: &Cloud, admin: &str, name: &str) -> Tenant {
-    let (s, p, _) = cloud.http("POST", "/identity/v3/projects", Some(admin), Some(&json!({"project": {"name": name, "domain_id": "default"}}).to_string()));
+    let (s, p, _) = cloud.http(
+        "POST",
+        "/identity/v3/projects",
+        Some(admin),
+        Some(&json!({"project": {"name": name, "domain_id": "default"}}).to_string()),
+    );
     assert_eq!(s, 201, "{p}");
     let project_id = p["project"]["id"].as_str().unwrap().to_string();
-    let (s, u, _) = cloud.http("POST", "/identity/v3/users", Some(admin), Some(&json!({"user": {"name": name, "domain_id": "default", "password": "pw-of-user"}}).to_string()));
+    let (s, u, _) = cloud.http(
+        "POST",
+        "/identity/v3/users",
+        Some(admin),
+        Some(
+            &json!({"user": {"name": name, "domain_id": "default", "password": "pw-of-user"}})
+                .to_string(),
+        ),
+    );
     assert_eq!(s, 201, "{u}");
     let user_id = u["user"]["id"].as_str().unwrap().to_string();
     let (_, roles, _) = cloud.http("GET", "/identity/v3/roles?name=member", Some(admin), None);
     let role_id = roles["roles"][0]["id"].as_str().unwrap().to_string();
-    let (s, _, _) = cloud.http("PUT", &format!("/identity/v3/projects/{project_id}/users/{user_id}/roles/{role_id}"), Some(admin), None);
+    let (s, _, _) = cloud.http(
+        "PUT",
+        &format!("/identity/v3/projects/{project_id}/users/{user_id}/roles/{role_id}"),
+        Some(admin),
+        None,
+    );
     assert_eq!(s, 204);
-    Tenant { token: cloud.token(name, "pw-of-user", name), project_id }
+    Tenant {
+        token: cloud.token(name, "pw-of-user", name),
+        project_id,
+    }
 }
 
 fn upload_image(cloud: &Cloud, token: &str, name: &str) -> String {
-    let (s, img, _) = cloud.http("POST", "/image/v2/images", Some(token), Some(&json!({"name": name, "disk_format": "qcow2", "container_format": "bare"}).to_string()));
+    let (s, img, _) = cloud.http(
+        "POST",
+        "/image/v2/images",
+        Some(token),
+        Some(
+            &json!({"name": name, "disk_format": "qcow2", "container_format": "bare"}).to_string(),
+        ),
+    );
     assert_eq!(s, 201, "{img}");
     let id = img["id"].as_str().unwrap().to_string();
     let file = common::make_qcow2(cloud.data_dir(), &format!("{name}.qcow2"));
@@ -44,16 +72,33 @@ fn upload_image(cloud: &Cloud, token: &str, name: &str) -> String {
     id
 }
 
-fn create_server(cloud: &Cloud, token: &str, name: &str, image: &str, flavor: &str) -> (u16, Value) {
+fn create_server(
+    cloud: &Cloud,
+    token: &str,
+    name: &str,
+    image: &str,
+    flavor: &str,
+) -> (u16, Value) {
     let body = json!({"server": {"name": name, "imageRef": image, "flavorRef": flavor, "networks": "none"}});
-    let (s, b, h) = cloud.http_v("POST", "/compute/v2.1/servers", Some(token), Some(&body.to_string()), "2.47");
+    let (s, b, h) = cloud.http_v(
+        "POST",
+        "/compute/v2.1/servers",
+        Some(token),
+        Some(&body.to_string()),
+        "2.47",
+    );
     assert!(h.contains_key("x-openstack-request-id"));
     (s, b)
 }
 
 fn wait_active(cloud: &Cloud, token: &str, id: &str) -> Value {
     for _ in 0..300 {
-        let (_, s, _) = cloud.http("GET", &format!("/compute/v2.1/servers/{id}"), Some(token), None);
+        let (_, s, _) = cloud.http(
+            "GET",
+            &format!("/compute/v2.1/servers/{id}"),
+            Some(token),
+            None,
+        );
         match s["server"]["status"].as_str() {
             Some("ACTIVE") => return s,
             Some("ERROR") => panic!("server went to ERROR: {s}"),
@@ -70,11 +115,25 @@ fn server_count(cloud: &Cloud, token: &str) -> usize {
 }
 
 trait HttpV {
-    fn http_v(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>, version: &str) -> (u16, Value, reqwest::header::HeaderMap);
+    fn http_v(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        version: &str,
+    ) -> (u16, Value, reqwest::header::HeaderMap);
 }
 
 impl HttpV for Cloud {
-    fn http_v(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>, version: &str) -> (u16, Value, reqwest::header::HeaderMap) {
+    fn http_v(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        version: &str,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
         let client = reqwest::blocking::Client::new();
         let mut req = client
             .request(method.parse().unwrap(), format!("{}{path}", self.url))
@@ -83,12 +142,18 @@ impl HttpV for Cloud {
             req = req.header("X-Auth-Token", t);
         }
         if let Some(b) = body {
-            req = req.header("Content-Type", "application/json").body(b.to_string());
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
         }
         let r = req.send().unwrap();
         let status = r.status().as_u16();
         let headers = r.headers().clone();
-        (status, serde_json::from_str(&r.text().unwrap_or_default()).unwrap_or(Value::Null), headers)
+        (
+            status,
+            serde_json::from_str(&r.text().unwrap_or_default()).unwrap_or(Value::Null),
+            headers,
+        )
     }
 }
 
@@ -103,14 +168,24 @@ fn bad_input_gets_openstack_errors_and_leaves_nothing_behind() {
     // Wrong password and unknown user: 401 with Keystone's body, the same for both.
     for (user, pw) in [("alice", "wrong"), ("nobody", "pw-of-user")] {
         let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"id": "default"}, "password": pw}}}}});
-        let (s, b, h) = cloud.http("POST", "/identity/v3/auth/tokens", None, Some(&body.to_string()));
+        let (s, b, h) = cloud.http(
+            "POST",
+            "/identity/v3/auth/tokens",
+            None,
+            Some(&body.to_string()),
+        );
         assert_eq!(s, 401, "{b}");
         assert_eq!(b["error"]["code"], 401);
         assert_eq!(b["error"]["title"], "Unauthorized");
         assert!(h.contains_key("x-openstack-request-id"));
     }
     // Missing and forged tokens: 401 in each service's own format.
-    for path in ["/compute/v2.1/servers", "/image/v2/images", "/identity/v3/projects", "/placement/resource_providers"] {
+    for path in [
+        "/compute/v2.1/servers",
+        "/image/v2/images",
+        "/identity/v3/projects",
+        "/placement/resource_providers",
+    ] {
         for token in [None, Some("gAAAAAforged-token")] {
             let (s, b, h) = cloud.http("GET", path, token, None);
             assert_eq!(s, 401, "{path} with {token:?}: {b}");
@@ -123,38 +198,96 @@ fn bad_input_gets_openstack_errors_and_leaves_nothing_behind() {
     assert_eq!(b["errors"][0]["status"], 401, "Placement's fault body: {b}");
 
     // Malformed JSON: 400.
-    let (s, b, _) = cloud.http("POST", "/compute/v2.1/servers", Some(&alice.token), Some("{\"server\": {"));
+    let (s, b, _) = cloud.http(
+        "POST",
+        "/compute/v2.1/servers",
+        Some(&alice.token),
+        Some("{\"server\": {"),
+    );
     assert_eq!(s, 400);
     assert_eq!(b["badRequest"]["code"], 400, "{b}");
-    let (s, b, _) = cloud.http("POST", "/identity/v3/projects", Some(&admin), Some("not json"));
+    let (s, b, _) = cloud.http(
+        "POST",
+        "/identity/v3/projects",
+        Some(&admin),
+        Some("not json"),
+    );
     assert_eq!(s, 400, "{b}");
     assert_eq!(b["error"]["code"], 400);
 
     // Unknown flavor or image: 400 on create, 404 on show.
     let (s, b) = create_server(&cloud, &alice.token, "x", &image, "no-such-flavor");
     assert_eq!(s, 400, "{b}");
-    assert!(b["badRequest"]["message"].as_str().unwrap().contains("Flavor"), "{b}");
-    let (s, b) = create_server(&cloud, &alice.token, "x", "1c7c8a4e-0000-4000-8000-000000000000", "1");
+    assert!(
+        b["badRequest"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Flavor"),
+        "{b}"
+    );
+    let (s, b) = create_server(
+        &cloud,
+        &alice.token,
+        "x",
+        "1c7c8a4e-0000-4000-8000-000000000000",
+        "1",
+    );
     assert_eq!(s, 400, "{b}");
-    assert!(b["badRequest"]["message"].as_str().unwrap().contains("Image"), "{b}");
-    let (s, b, _) = cloud.http("GET", "/compute/v2.1/flavors/no-such-flavor", Some(&alice.token), None);
+    assert!(
+        b["badRequest"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Image"),
+        "{b}"
+    );
+    let (s, b, _) = cloud.http(
+        "GET",
+        "/compute/v2.1/flavors/no-such-flavor",
+        Some(&alice.token),
+        None,
+    );
     assert_eq!(s, 404);
     assert_eq!(b["itemNotFound"]["code"], 404);
-    let (s, _, _) = cloud.http("GET", "/image/v2/images/1c7c8a4e-0000-4000-8000-000000000000", Some(&alice.token), None);
+    let (s, _, _) = cloud.http(
+        "GET",
+        "/image/v2/images/1c7c8a4e-0000-4000-8000-000000000000",
+        Some(&alice.token),
+        None,
+    );
     assert_eq!(s, 404);
     // An unknown key name, a bad network request, bad user data: 400.
-    for extra in [json!({"key_name": "nokey"}), json!({"networks": [{"uuid": "x"}]}), json!({"user_data": "not base64!"})] {
+    for extra in [
+        json!({"key_name": "nokey"}),
+        json!({"networks": [{"uuid": "x"}]}),
+        json!({"user_data": "not base64!"}),
+    ] {
         let mut body = json!({"server": {"name": "x", "imageRef": image, "flavorRef": "1", "networks": "none"}});
         for (k, v) in extra.as_object().unwrap() {
             body["server"][k] = v.clone();
         }
-        let (s, b, _) = cloud.http_v("POST", "/compute/v2.1/servers", Some(&alice.token), Some(&body.to_string()), "2.47");
+        let (s, b, _) = cloud.http_v(
+            "POST",
+            "/compute/v2.1/servers",
+            Some(&alice.token),
+            Some(&body.to_string()),
+            "2.47",
+        );
         assert_eq!(s, 400, "{extra}: {b}");
     }
     // A microversion out of range: 406.
-    let (s, _, _) = cloud.http_v("GET", "/compute/v2.1/servers", Some(&alice.token), None, "2.999");
+    let (s, _, _) = cloud.http_v(
+        "GET",
+        "/compute/v2.1/servers",
+        Some(&alice.token),
+        None,
+        "2.999",
+    );
     assert_eq!(s, 406);
-    assert_eq!(server_count(&cloud, &alice.token), 0, "a refused create left a server behind");
+    assert_eq!(
+        server_count(&cloud, &alice.token),
+        0,
+        "a refused create left a server behind"
+    );
 
     // Another project's server: 404 for show, update, action, delete.
     let (s, created) = create_server(&cloud, &alice.token, "alice-vm", &image, "1");
@@ -164,8 +297,16 @@ fn bad_input_gets_openstack_errors_and_leaves_nothing_behind() {
     wait_active(&cloud, &alice.token, &vm);
     for (m, p, body) in [
         ("GET", format!("/compute/v2.1/servers/{vm}"), None),
-        ("PUT", format!("/compute/v2.1/servers/{vm}"), Some(json!({"server": {"name": "stolen"}}).to_string())),
-        ("POST", format!("/compute/v2.1/servers/{vm}/action"), Some(json!({"os-stop": null}).to_string())),
+        (
+            "PUT",
+            format!("/compute/v2.1/servers/{vm}"),
+            Some(json!({"server": {"name": "stolen"}}).to_string()),
+        ),
+        (
+            "POST",
+            format!("/compute/v2.1/servers/{vm}/action"),
+            Some(json!({"os-stop": null}).to_string()),
+        ),
         ("DELETE", format!("/compute/v2.1/servers/{vm}"), None),
     ] {
         let (s, b, _) = cloud.http(m, &p, Some(&bob.token), body.as_deref());
@@ -173,39 +314,84 @@ fn bad_input_gets_openstack_errors_and_leaves_nothing_behind() {
     }
     wait_active(&cloud, &alice.token, &vm);
     // An action in the wrong state: 409.
-    let (s, b, _) = cloud.http("POST", &format!("/compute/v2.1/servers/{vm}/action"), Some(&alice.token), Some(&json!({"os-start": null}).to_string()));
+    let (s, b, _) = cloud.http(
+        "POST",
+        &format!("/compute/v2.1/servers/{vm}/action"),
+        Some(&alice.token),
+        Some(&json!({"os-start": null}).to_string()),
+    );
     assert_eq!(s, 409, "{b}");
     assert_eq!(b["conflictingRequest"]["code"], 409);
 
     // Over quota: 403, nothing created.
-    let (s, b, _) = cloud.http("PUT", &format!("/compute/v2.1/os-quota-sets/{}", alice.project_id), Some(&admin), Some(&json!({"quota_set": {"instances": 1}}).to_string()));
+    let (s, b, _) = cloud.http(
+        "PUT",
+        &format!("/compute/v2.1/os-quota-sets/{}", alice.project_id),
+        Some(&admin),
+        Some(&json!({"quota_set": {"instances": 1}}).to_string()),
+    );
     assert_eq!(s, 200, "{b}");
     let (s, b) = create_server(&cloud, &alice.token, "one-too-many", &image, "1");
     assert_eq!(s, 403, "{b}");
-    assert!(b["forbidden"]["message"].as_str().unwrap().contains("Quota exceeded for instances"), "{b}");
+    assert!(
+        b["forbidden"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Quota exceeded for instances"),
+        "{b}"
+    );
     assert_eq!(server_count(&cloud, &alice.token), 1);
-    let (_, q, _) = cloud.http("GET", &format!("/compute/v2.1/os-quota-sets/{}/detail", alice.project_id), Some(&alice.token), None);
+    let (_, q, _) = cloud.http(
+        "GET",
+        &format!("/compute/v2.1/os-quota-sets/{}/detail", alice.project_id),
+        Some(&alice.token),
+        None,
+    );
     assert_eq!(q["quota_set"]["instances"]["in_use"], 1, "{q}");
     // A member may not change quotas.
-    let (s, _, _) = cloud.http("PUT", &format!("/compute/v2.1/os-quota-sets/{}", alice.project_id), Some(&alice.token), Some(&json!({"quota_set": {"instances": 50}}).to_string()));
+    let (s, _, _) = cloud.http(
+        "PUT",
+        &format!("/compute/v2.1/os-quota-sets/{}", alice.project_id),
+        Some(&alice.token),
+        Some(&json!({"quota_set": {"instances": 50}}).to_string()),
+    );
     assert_eq!(s, 403);
 
     // A server within quota that fits no host (32 GB): ERROR with "No valid host was found".
     let (s, f, _) = cloud.http("POST", "/compute/v2.1/flavors", Some(&admin), Some(&json!({"flavor": {"name": "huge", "ram": 48_000, "vcpus": 1, "disk": 1, "id": "huge"}}).to_string()));
     assert_eq!(s, 200, "{f}");
-    let (s, b) = create_server(&cloud, &admin, "too-big", &upload_image(&cloud, &admin, "admin-img"), "huge");
+    let (s, b) = create_server(
+        &cloud,
+        &admin,
+        "too-big",
+        &upload_image(&cloud, &admin, "admin-img"),
+        "huge",
+    );
     assert_eq!(s, 202, "{b}");
     let id = b["server"]["id"].as_str().unwrap();
     let mut server = Value::Null;
     for _ in 0..300 {
-        server = cloud.http("GET", &format!("/compute/v2.1/servers/{id}"), Some(&admin), None).1;
+        server = cloud
+            .http(
+                "GET",
+                &format!("/compute/v2.1/servers/{id}"),
+                Some(&admin),
+                None,
+            )
+            .1;
         if server["server"]["status"] == "ERROR" {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(server["server"]["status"], "ERROR", "{server}");
-    assert!(server["server"]["fault"]["message"].as_str().unwrap().contains("No valid host was found"), "{server}");
+    assert!(
+        server["server"]["fault"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("No valid host was found"),
+        "{server}"
+    );
 }
 
 #[test]
@@ -246,9 +432,22 @@ fn a_restart_keeps_every_resource() {
     let admin = cloud.token("admin", ADMIN_PASSWORD, "admin");
     let carol = tenant(&cloud, &admin, "carol");
     let image = upload_image(&cloud, &carol.token, "carol-img");
-    let (s, _, _) = cloud.http("POST", "/compute/v2.1/flavors", Some(&admin), Some(&json!({"flavor": {"name": "kept", "ram": 256, "vcpus": 1, "disk": 1, "id": "kept"}}).to_string()));
+    let (s, _, _) = cloud.http(
+        "POST",
+        "/compute/v2.1/flavors",
+        Some(&admin),
+        Some(
+            &json!({"flavor": {"name": "kept", "ram": 256, "vcpus": 1, "disk": 1, "id": "kept"}})
+                .to_string(),
+        ),
+    );
     assert_eq!(s, 200);
-    let (s, _, _) = cloud.http("POST", "/compute/v2.1/os-keypairs", Some(&carol.token), Some(&json!({"keypair": {"name": "carol-key"}}).to_string()));
+    let (s, _, _) = cloud.http(
+        "POST",
+        "/compute/v2.1/os-keypairs",
+        Some(&carol.token),
+        Some(&json!({"keypair": {"name": "carol-key"}}).to_string()),
+    );
     assert_eq!(s, 200);
     let (_, b) = create_server(&cloud, &carol.token, "carol-vm", &image, "kept");
     let vm = b["server"]["id"].as_str().unwrap().to_string();
@@ -258,22 +457,58 @@ fn a_restart_keeps_every_resource() {
     cloud.restart();
 
     // Tokens issued before the restart stay valid (the key is in the store).
-    let (s, _, _) = cloud.http("GET", "/compute/v2.1/flavors/kept", Some(&carol.token), None);
+    let (s, _, _) = cloud.http(
+        "GET",
+        "/compute/v2.1/flavors/kept",
+        Some(&carol.token),
+        None,
+    );
     assert_eq!(s, 200);
     let token = cloud.token("carol", "pw-of-user", "carol");
     let server = wait_active(&cloud, &token, &vm);
     assert_eq!(server["server"]["name"], "carol-vm");
-    let (s, img, _) = cloud.http("GET", &format!("/image/v2/images/{image}"), Some(&token), None);
+    let (s, img, _) = cloud.http(
+        "GET",
+        &format!("/image/v2/images/{image}"),
+        Some(&token),
+        None,
+    );
     assert_eq!((s, img["status"].as_str()), (200, Some("active")));
-    let (s, _, _) = cloud.http("GET", "/compute/v2.1/os-keypairs/carol-key", Some(&token), None);
+    let (s, _, _) = cloud.http(
+        "GET",
+        "/compute/v2.1/os-keypairs/carol-key",
+        Some(&token),
+        None,
+    );
     assert_eq!(s, 200);
-    let (s, _, _) = cloud.http("GET", &format!("/identity/v3/projects/{}", carol.project_id), Some(&admin), None);
+    let (s, _, _) = cloud.http(
+        "GET",
+        &format!("/identity/v3/projects/{}", carol.project_id),
+        Some(&admin),
+        None,
+    );
     assert_eq!(s, 200);
     // The data dir is not re-initialised: same clouds.yaml, same admin.
-    assert_eq!(std::fs::read_to_string(cloud.data_dir().join("clouds.yaml")).unwrap(), clouds_yaml);
+    assert_eq!(
+        std::fs::read_to_string(cloud.data_dir().join("clouds.yaml")).unwrap(),
+        clouds_yaml
+    );
     let (_, flavors, _) = cloud.http("GET", "/compute/v2.1/flavors", Some(&token), None);
-    assert_eq!(flavors["flavors"].as_array().unwrap().iter().filter(|f| f["name"] == "m1.tiny").count(), 1);
+    assert_eq!(
+        flavors["flavors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["name"] == "m1.tiny")
+            .count(),
+        1
+    );
     // The fake guest is the same one (no second boot at start).
-    let (_, out, _) = cloud.http("POST", &format!("/compute/v2.1/servers/{vm}/action"), Some(&token), Some(&json!({"os-getConsoleOutput": {}}).to_string()));
+    let (_, out, _) = cloud.http(
+        "POST",
+        &format!("/compute/v2.1/servers/{vm}/action"),
+        Some(&token),
+        Some(&json!({"os-getConsoleOutput": {}}).to_string()),
+    );
     assert!(!out["output"].as_str().unwrap().contains("boot 2"), "{out}");
 }

@@ -380,16 +380,20 @@ const CREATE_KEYS: &[&str] = &[
 /// volume service. Returns the image the mapping names.
 fn image_from_bdms(bdms: Option<&Value>) -> Result<Option<String>, AppError> {
     let Some(list) = bdms else { return Ok(None) };
-    let list = list
-        .as_array()
-        .ok_or_else(|| AppError::bad_request("Invalid input for field/attribute block_device_mapping_v2."))?;
+    let list = list.as_array().ok_or_else(|| {
+        AppError::bad_request("Invalid input for field/attribute block_device_mapping_v2.")
+    })?;
     let mut image = None;
     for b in list {
         let source = b.get("source_type").and_then(|v| v.as_str()).unwrap_or("");
-        let dest = b.get("destination_type").and_then(|v| v.as_str()).unwrap_or("local");
-        let boot_index = b
-            .get("boot_index")
-            .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+        let dest = b
+            .get("destination_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("local");
+        let boot_index = b.get("boot_index").and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        });
         if source == "image" && dest == "local" && boot_index == Some(0) {
             image = b.get("uuid").and_then(|v| v.as_str()).map(String::from);
         } else {
@@ -639,10 +643,12 @@ pub async fn action(
             let cmd = match ty.to_ascii_uppercase().as_str() {
                 "SOFT" => PowerCommand::RebootSoft,
                 "HARD" => PowerCommand::RebootHard,
-                _ => return Err(AppError::bad_request(format!(
+                _ => {
+                    return Err(AppError::bad_request(format!(
                     "Invalid input for field/attribute type. Value: {ty}. It must be SOFT or HARD."
                 ))
-                .into()),
+                    .into())
+                }
             };
             c.server_power(ctx, &sid, cmd).await?
         }

@@ -37,7 +37,9 @@ pub fn openstack_bin() -> PathBuf {
         match std::fs::create_dir(&lock) {
             Ok(()) => break,
             Err(_) if bin.exists() => return bin,
-            Err(_) if start.elapsed() < Duration::from_secs(600) => std::thread::sleep(Duration::from_millis(500)),
+            Err(_) if start.elapsed() < Duration::from_secs(600) => {
+                std::thread::sleep(Duration::from_millis(500))
+            }
             Err(e) => panic!("waiting for the venv lock {}: {e}", lock.display()),
         }
     }
@@ -50,21 +52,30 @@ pub fn openstack_bin() -> PathBuf {
     let _unlock = Unlock(lock);
     if !bin.exists() {
         run_ok(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-        run_ok(
-            Command::new(venv.join("bin/pip"))
-                .args(["install", "-q", &format!("python-openstackclient=={OSC_VERSION}")]),
-        );
+        run_ok(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "-q",
+            &format!("python-openstackclient=={OSC_VERSION}"),
+        ]));
     }
     bin
 }
 
 fn run_ok(cmd: &mut Command) {
     let out = cmd.output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running cloud on a fresh data dir.
@@ -85,21 +96,34 @@ impl Cloud {
 
     /// Starts a cloud with extra `OXISTACK_*` settings in its environment.
     pub fn start_with(env: &[(&str, &str)]) -> Cloud {
-        let db = if oxistack_store::test_db::engine_under_test() == oxistack_store::Engine::Postgres {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            Some(rt.block_on(oxistack_store::test_db::TestDb::new()).expect("test database"))
+        let db = if oxistack_store::test_db::engine_under_test() == oxistack_store::Engine::Postgres
+        {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            Some(
+                rt.block_on(oxistack_store::test_db::TestDb::new())
+                    .expect("test database"),
+            )
         } else {
             None
         };
         let port = free_port();
         let mut c = Cloud {
-            dir: tempfile::Builder::new().prefix("oxistack-e2e-").tempdir().unwrap(),
+            dir: tempfile::Builder::new()
+                .prefix("oxistack-e2e-")
+                .tempdir()
+                .unwrap(),
             port,
             url: format!("http://127.0.0.1:{port}"),
             child: None,
             db_url: db.as_ref().map(|d| d.url.clone()),
             _db: db,
-            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         c.launch();
         c
@@ -124,9 +148,15 @@ impl Cloud {
             .env("OXISTACK_HOST_MEMORY_MB", "32768")
             .env("OXISTACK_HOST_DISK_GB", "500")
             .env("OXISTACK_POWER_SYNC_INTERVAL_SECS", "2")
-            .stdout(Stdio::from(std::fs::File::create(self.dir.path().join("serve.out")).unwrap()))
+            .stdout(Stdio::from(
+                std::fs::File::create(self.dir.path().join("serve.out")).unwrap(),
+            ))
             .stderr(Stdio::from(
-                std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("serve.log")).unwrap(),
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("serve.log"))
+                    .unwrap(),
             ));
         if let Some(db) = &self.db_url {
             cmd.arg("--database").arg(db);
@@ -145,7 +175,11 @@ impl Cloud {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("oxistack exited at start ({status}): {}", self.log());
             }
-            assert!(Instant::now() < deadline, "oxistack did not answer within 60 s: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "oxistack did not answer within 60 s: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -157,7 +191,10 @@ impl Cloud {
     /// Stops the server with SIGTERM and waits for it to exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(s) = child.try_wait().unwrap() {
@@ -186,7 +223,9 @@ impl Cloud {
 
     pub fn os_as(&self, who: &Creds, args: &[&str]) -> Output {
         let mut cmd = Command::new(openstack_bin());
-        cmd.args(args).env("XDG_CACHE_HOME", self.dir.path().join("cache")).env("HOME", self.dir.path());
+        cmd.args(args)
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
+            .env("HOME", self.dir.path());
         for (k, _) in std::env::vars() {
             if k.starts_with("OS_") {
                 cmd.env_remove(k);
@@ -194,9 +233,14 @@ impl Cloud {
         }
         match who {
             Creds::Admin => {
-                cmd.env("OS_CLIENT_CONFIG_FILE", self.dir.path().join("clouds.yaml")).env("OS_CLOUD", "oxistack");
+                cmd.env("OS_CLIENT_CONFIG_FILE", self.dir.path().join("clouds.yaml"))
+                    .env("OS_CLOUD", "oxistack");
             }
-            Creds::User { user, password, project } => {
+            Creds::User {
+                user,
+                password,
+                project,
+            } => {
                 cmd.env("OS_AUTH_URL", format!("{}/identity/v3", self.url))
                     .env("OS_USERNAME", user)
                     .env("OS_PASSWORD", password)
@@ -221,8 +265,12 @@ impl Cloud {
             String::from_utf8_lossy(&out.stderr),
             tail(&self.log(), 30)
         );
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("openstack {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "openstack {args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
 
     /// Runs a command that must succeed (no output parsing).
@@ -240,7 +288,11 @@ impl Cloud {
     /// Runs a command that must fail, returning its error output.
     pub fn os_fails(&self, who: &Creds, args: &[&str]) -> String {
         let out = self.os_as(who, args);
-        assert!(!out.status.success(), "openstack {args:?} should have failed but printed {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "openstack {args:?} should have failed but printed {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -252,7 +304,11 @@ impl Cloud {
             if s["status"] == want {
                 return s;
             }
-            assert!(Instant::now() < deadline, "server {server} stuck in {} (wanted {want})", s["status"]);
+            assert!(
+                Instant::now() < deadline,
+                "server {server} stuck in {} (wanted {want})",
+                s["status"]
+            );
             std::thread::sleep(Duration::from_millis(300));
         }
     }
@@ -269,25 +325,42 @@ impl Cloud {
             .json(&body)
             .send()
             .unwrap();
-        assert_eq!(r.status(), 201, "token for {user}: {}", r.text().unwrap_or_default());
+        assert_eq!(
+            r.status(),
+            201,
+            "token for {user}: {}",
+            r.text().unwrap_or_default()
+        );
         r.headers()["x-subject-token"].to_str().unwrap().to_string()
     }
 
     /// An HTTP call; returns (status, JSON body or Null, headers).
-    pub fn http(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value, reqwest::header::HeaderMap) {
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
         let client = reqwest::blocking::Client::new();
         let mut req = client.request(method.parse().unwrap(), format!("{}{path}", self.url));
         if let Some(t) = token {
             req = req.header("X-Auth-Token", t);
         }
         if let Some(b) = body {
-            req = req.header("Content-Type", "application/json").body(b.to_string());
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
         }
         let r = req.send().unwrap();
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null), headers)
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            headers,
+        )
     }
 }
 
@@ -305,7 +378,11 @@ impl Drop for Cloud {
 
 pub enum Creds {
     Admin,
-    User { user: String, password: String, project: String },
+    User {
+        user: String,
+        password: String,
+        project: String,
+    },
 }
 
 pub fn tail(s: &str, n: usize) -> String {
@@ -316,6 +393,11 @@ pub fn tail(s: &str, n: usize) -> String {
 /// A small valid qcow2 image file made with qemu-img.
 pub fn make_qcow2(dir: &Path, name: &str) -> PathBuf {
     let p = dir.join(name);
-    run_ok(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&p).arg("16M"));
+    run_ok(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&p)
+            .arg("16M"),
+    );
     p
 }
