@@ -6,6 +6,8 @@
 //! agent directly; an AMQP transport for many hosts implements the same
 //! trait (see docs/design/0001-architecture.md).
 
+pub mod network;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
@@ -99,6 +101,8 @@ pub trait AgentApi: Send + Sync {
 /// Routes calls to the agent of a named host.
 pub trait Bus: Send + Sync {
     fn agent(&self, host: &str) -> AppResult<Arc<dyn AgentApi>>;
+    /// The network role of a host's agent.
+    fn network_agent(&self, host: &str) -> AppResult<Arc<dyn network::NetworkAgentApi>>;
     fn hosts(&self) -> Vec<String>;
 }
 
@@ -106,6 +110,7 @@ pub trait Bus: Send + Sync {
 #[derive(Default)]
 pub struct InProcessBus {
     agents: RwLock<HashMap<String, Arc<dyn AgentApi>>>,
+    network_agents: RwLock<HashMap<String, Arc<dyn network::NetworkAgentApi>>>,
 }
 
 impl InProcessBus {
@@ -115,6 +120,13 @@ impl InProcessBus {
 
     pub fn register(&self, host: &str, agent: Arc<dyn AgentApi>) {
         self.agents
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host.to_string(), agent);
+    }
+
+    pub fn register_network(&self, host: &str, agent: Arc<dyn network::NetworkAgentApi>) {
+        self.network_agents
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(host.to_string(), agent);
@@ -129,6 +141,19 @@ impl Bus for InProcessBus {
             .get(host)
             .cloned()
             .ok_or_else(|| AppError::unavailable(format!("Compute host {host} is not available.")))
+    }
+
+    fn network_agent(&self, host: &str) -> AppResult<Arc<dyn network::NetworkAgentApi>> {
+        self.network_agents
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+            .cloned()
+            .ok_or_else(|| {
+                AppError::unavailable(format!(
+                    "The network agent of host {host} is not available."
+                ))
+            })
     }
 
     fn hosts(&self) -> Vec<String> {

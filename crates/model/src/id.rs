@@ -106,6 +106,27 @@ typed_id!(
     /// A hypervisor host running the agent.
     HostId, simple = false);
 typed_id!(
+    /// A Neutron network.
+    NetworkId, simple = false);
+typed_id!(
+    /// A Neutron subnet.
+    SubnetId, simple = false);
+typed_id!(
+    /// A Neutron port.
+    PortId, simple = false);
+typed_id!(
+    /// A Neutron router.
+    RouterId, simple = false);
+typed_id!(
+    /// A Neutron security group.
+    SecurityGroupId, simple = false);
+typed_id!(
+    /// A Neutron security group rule.
+    SecurityGroupRuleId, simple = false);
+typed_id!(
+    /// A Neutron floating IP.
+    FloatingIpId, simple = false);
+typed_id!(
     /// A persisted saga (multi-step workflow).
     SagaId, simple = false);
 typed_id!(
