@@ -56,12 +56,17 @@ struct FakeState {
 impl FakeDriver {
     /// `state_file`: where instances persist across restarts (None: memory only).
     /// `capacity`: (vcpus, memory_mb, disk_gb) the host reports.
-    pub fn new(host: &str, state_file: Option<PathBuf>, capacity: (i64, i64, i64)) -> AppResult<Self> {
+    pub fn new(
+        host: &str,
+        state_file: Option<PathBuf>,
+        capacity: (i64, i64, i64),
+    ) -> AppResult<Self> {
         let mut instances = BTreeMap::new();
         if let Some(f) = &state_file {
             if let Ok(data) = std::fs::read(f) {
-                instances = serde_json::from_slice(&data)
-                    .map_err(|e| AppError::internal(format!("fake driver state {}: {e}", f.display())))?;
+                instances = serde_json::from_slice(&data).map_err(|e| {
+                    AppError::internal(format!("fake driver state {}: {e}", f.display()))
+                })?;
             }
         }
         Ok(FakeDriver {
@@ -85,7 +90,8 @@ impl FakeDriver {
         let mut st = self.lock();
         if let Some(i) = st.instances.get_mut(&id) {
             i.running = false;
-            i.console.push_str("fake-virt: guest powered off by itself\n");
+            i.console
+                .push_str("fake-virt: guest powered off by itself\n");
         }
         let _ = self.persist(&st);
     }
@@ -110,7 +116,10 @@ impl FakeDriver {
 
     fn injected(st: &mut FakeState, op: FakeOp) -> AppResult<()> {
         match st.fail_next.remove(&op) {
-            Some(msg) => Err(AppError::new(ErrorKind::Internal, format!("injected failure: {msg}"))),
+            Some(msg) => Err(AppError::new(
+                ErrorKind::Internal,
+                format!("injected failure: {msg}"),
+            )),
             None => Ok(()),
         }
     }
@@ -145,9 +154,17 @@ impl VirtDriver for FakeDriver {
         if st.instances.contains_key(&spec.server_id) {
             return Ok(());
         }
-        if spec.image.properties.get("oxistack_fake_fail").map(String::as_str) == Some("spawn") {
-            return Err(AppError::new(ErrorKind::Internal, "the image is not bootable")
-                .with_context(format!("fake driver refused image {}", spec.image.id)));
+        if spec
+            .image
+            .properties
+            .get("oxistack_fake_fail")
+            .map(String::as_str)
+            == Some("spawn")
+        {
+            return Err(
+                AppError::new(ErrorKind::Internal, "the image is not bootable")
+                    .with_context(format!("fake driver refused image {}", spec.image.id)),
+            );
         }
         let mut inst = FakeInstance {
             name: spec.name.clone(),
@@ -218,14 +235,21 @@ impl VirtDriver for FakeDriver {
             .iter()
             .map(|(id, i)| HostInstance {
                 server_id: *id,
-                power_state: if i.running { PowerState::Running } else { PowerState::Shutdown },
+                power_state: if i.running {
+                    PowerState::Running
+                } else {
+                    PowerState::Shutdown
+                },
             })
             .collect())
     }
 
     async fn console_output(&self, id: ServerId, lines: Option<usize>) -> AppResult<String> {
         let st = self.lock();
-        let inst = st.instances.get(&id).ok_or_else(|| AppError::missing("Instance", id))?;
+        let inst = st
+            .instances
+            .get(&id)
+            .ok_or_else(|| AppError::missing("Instance", id))?;
         Ok(tail_lines(&inst.console, lines))
     }
 }
@@ -275,16 +299,25 @@ mod tests {
         assert_eq!(d.instances().await.unwrap().len(), 1);
         d.power(id, PowerCommand::Stop).await.unwrap();
         d.power(id, PowerCommand::Stop).await.unwrap();
-        assert_eq!(d.instances().await.unwrap()[0].power_state, PowerState::Shutdown);
+        assert_eq!(
+            d.instances().await.unwrap()[0].power_state,
+            PowerState::Shutdown
+        );
         d.power(id, PowerCommand::Start).await.unwrap();
         d.power(id, PowerCommand::RebootHard).await.unwrap();
         let log = d.console_output(id, None).await.unwrap();
         assert!(log.contains("boot 3"), "{log}");
-        assert_eq!(d.console_output(id, Some(1)).await.unwrap(), "fake-virt: hostname=vm1\n");
+        assert_eq!(
+            d.console_output(id, Some(1)).await.unwrap(),
+            "fake-virt: hostname=vm1\n"
+        );
 
         // A new driver on the same file finds the instance again.
         let d2 = FakeDriver::new("h", Some(file), (2, 4096, 10)).unwrap();
-        assert_eq!(d2.instances().await.unwrap()[0].power_state, PowerState::Running);
+        assert_eq!(
+            d2.instances().await.unwrap()[0].power_state,
+            PowerState::Running
+        );
         d2.destroy(id).await.unwrap();
         d2.destroy(id).await.unwrap();
         assert!(d2.instances().await.unwrap().is_empty());
@@ -298,7 +331,9 @@ mod tests {
         assert!(d.spawn(&spec(id)).await.is_err());
         d.spawn(&spec(id)).await.unwrap();
         let mut bad = spec(ServerId::new());
-        bad.image.properties.insert("oxistack_fake_fail".into(), "spawn".into());
+        bad.image
+            .properties
+            .insert("oxistack_fake_fail".into(), "spawn".into());
         let e = d.spawn(&bad).await.unwrap_err();
         assert!(e.message.contains("not bootable"));
     }

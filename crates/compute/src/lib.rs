@@ -3,6 +3,7 @@
 //! to the conductor's sagas.
 
 pub mod flavors;
+pub mod hypervisors;
 pub mod keypairs;
 pub mod quotas;
 pub mod servers;

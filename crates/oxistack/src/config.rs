@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// The virt driver of this host.
     #[arg(long, env = "OXISTACK_VIRT", value_enum, default_value = "fake")]
     pub virt: Virt,
+    /// Accelerator for the qemu driver: auto (KVM if a probe guest runs under it, else
+    /// TCG with a warning), kvm or tcg.
+    #[arg(long, env = "OXISTACK_ACCEL", default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
+    pub accel: String,
 }
 
 /// Every setting name, for environment lookups.
@@ -43,7 +47,9 @@ fn setting_names() -> Vec<String> {
 /// (numbers, booleans), a plain string otherwise.
 fn env_value(raw: &str) -> toml::Value {
     match format!("v = {raw}").parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.to_string())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or(toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -52,8 +58,11 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Settings> {
     let mut table = toml::Table::new();
     let file = args.data_dir.join("oxistack.toml");
     if file.exists() {
-        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-        table = text.parse().with_context(|| format!("parsing {}", file.display()))?;
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        table = text
+            .parse()
+            .with_context(|| format!("parsing {}", file.display()))?;
     }
     // OXISTACK_LISTEN is read by the `--listen` flag itself.
     for name in setting_names() {
@@ -68,9 +77,12 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Settings> {
     if let Some(l) = &args.listen {
         table.insert("listen".into(), toml::Value::String(l.clone()));
     }
-    let settings: Settings = toml::Value::Table(table)
-        .try_into()
-        .with_context(|| format!("invalid settings (from {}, OXISTACK_* variables or flags)", file.display()))?;
+    let settings: Settings = toml::Value::Table(table).try_into().with_context(|| {
+        format!(
+            "invalid settings (from {}, OXISTACK_* variables or flags)",
+            file.display()
+        )
+    })?;
     Ok(settings)
 }
 
@@ -83,18 +95,26 @@ mod tests {
         assert_eq!(env_value("4.5"), toml::Value::Float(4.5));
         assert_eq!(env_value("12"), toml::Value::Integer(12));
         assert_eq!(env_value("true"), toml::Value::Boolean(true));
-        assert_eq!(env_value("RegionTwo"), toml::Value::String("RegionTwo".into()));
+        assert_eq!(
+            env_value("RegionTwo"),
+            toml::Value::String("RegionTwo".into())
+        );
     }
 
     #[test]
     fn file_then_flags() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("oxistack.toml"), "cpu_allocation_ratio = 2.0\nregion = \"R2\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("oxistack.toml"),
+            "cpu_allocation_ratio = 2.0\nregion = \"R2\"\n",
+        )
+        .unwrap();
         let args = ServeArgs {
             data_dir: dir.path().to_path_buf(),
             listen: Some("127.0.0.1:9999".into()),
             database: None,
             virt: Virt::Fake,
+            accel: "auto".into(),
         };
         let s = load(&args).unwrap();
         assert_eq!(s.cpu_allocation_ratio, 2.0);

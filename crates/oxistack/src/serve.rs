@@ -32,9 +32,11 @@ fn host_name(settings: &Settings) -> String {
 
 /// The host's real capacity, where settings do not override it.
 fn host_capacity(settings: &Settings, dir: &Path) -> (i64, i64, i64) {
-    let vcpus = settings
-        .host_vcpus
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1));
+    let vcpus = settings.host_vcpus.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as i64)
+            .unwrap_or(1)
+    });
     let memory = settings.host_memory_mb.unwrap_or_else(|| {
         std::fs::read_to_string("/proc/meminfo")
             .ok()
@@ -91,7 +93,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .database
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}/oxistack.db", dir.display()));
-    let store = Store::open(&db_url).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Store::open(&db_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let catalog = SERVED
         .iter()
@@ -103,7 +107,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .collect();
     let identity = Arc::new(Identity::new(store.clone(), settings.clone(), catalog));
     let boot = identity
-        .bootstrap(std::env::var("OXISTACK_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()))
+        .bootstrap(
+            std::env::var("OXISTACK_ADMIN_PASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty()),
+        )
         .await
         .map_err(|e| anyhow::anyhow!("identity bootstrap: {e}"))?;
     // The password is known when it was just generated or given; otherwise
@@ -120,14 +128,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let host = host_name(&settings);
     let driver: Arc<dyn VirtDriver> = match args.virt {
         Virt::Fake => Arc::new(
-            FakeDriver::new(&host, Some(dir.join("fake-virt.json")), host_capacity(&settings, &dir))
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            FakeDriver::new(
+                &host,
+                Some(dir.join("fake-virt.json")),
+                host_capacity(&settings, &dir),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         ),
-        Virt::Qemu => anyhow::bail!(
-            "the qemu virt driver is not part of this build yet; run with --virt fake"
-        ),
+        Virt::Qemu => {
+            use oxistack_agent::qemu::{ImagePathFn, LocalImageSource, QemuConfig, QemuDriver};
+            // The all-in-one host reads base images straight from the image store.
+            let store = images.clone();
+            let path_for: ImagePathFn =
+                Arc::new(move |id: oxistack_model::ImageId| store.data_path(id));
+            let mut qemu =
+                QemuConfig::new(&host, dir.clone(), Arc::new(LocalImageSource::new(path_for)));
+            qemu.accel = args.accel.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            qemu.capacity = Some(host_capacity(&settings, &dir));
+            // Runs the accelerator probe once; a TCG fallback is logged there, once.
+            Arc::new(QemuDriver::new(qemu).await.map_err(|e| anyhow::anyhow!("{e}"))?)
+        }
     };
     let facts = driver.facts().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    store
+        .host_upsert(&host, &facts.virt_type, &serde_json::to_value(&facts)?)
+        .await
+        .map_err(|e| anyhow::anyhow!("recording host {host}: {e}"))?;
     let bus = Arc::new(InProcessBus::new());
     bus.register(&host, Arc::new(ComputeAgent::new(driver)));
     placement
@@ -144,13 +170,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let bus_dyn: Arc<dyn Bus> = bus;
     let conductor = Conductor::new(store.clone(), bus_dyn, placement.clone(), settings.clone());
-    let compute = Arc::new(Compute::new(store.clone(), conductor.clone(), images.clone(), settings.clone()));
-    compute.ensure_default_flavors().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let resumed = conductor.resume_unfinished().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let compute = Arc::new(Compute::new(
+        store.clone(),
+        conductor.clone(),
+        images.clone(),
+        settings.clone(),
+    ));
+    compute
+        .ensure_default_flavors()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let resumed = conductor
+        .resume_unfinished()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if resumed > 0 {
         tracing::info!(resumed, "resumed unfinished workflows");
     }
-    let sync = conductor.spawn_power_sync(Duration::from_secs(settings.power_sync_interval_secs.max(1)));
+    let sync = conductor.spawn_power_sync(Duration::from_secs(
+        settings.power_sync_interval_secs.max(1),
+    ));
 
     let state = AppState {
         settings: settings.clone(),
@@ -164,10 +203,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     let url = settings.public_url();
-    println!("OxiStack is serving the cloud at {url} (listening on {})", listener.local_addr()?);
+    println!(
+        "OxiStack is serving the cloud at {url} (listening on {})",
+        listener.local_addr()?
+    );
     println!("  data:     {}", dir.display());
-    println!("  database: {}", if db_url.starts_with("sqlite") { db_url.as_str() } else { "postgres (from --database)" });
-    println!("  host:     {host} (virt: {}, {} vCPU, {} MB, {} GB)", facts.virt_type, facts.vcpus, facts.memory_mb, facts.disk_gb);
+    println!(
+        "  database: {}",
+        if db_url.starts_with("sqlite") {
+            db_url.as_str()
+        } else {
+            "postgres (from --database)"
+        }
+    );
+    println!(
+        "  host:     {host} (virt: {}, {} vCPU, {} MB, {} GB)",
+        facts.virt_type, facts.vcpus, facts.memory_mb, facts.disk_gb
+    );
     println!("  CLI:      export OS_CLIENT_CONFIG_FILE={}/clouds.yaml OS_CLOUD=oxistack; openstack server list", dir.display());
 
     axum::serve(listener, app)

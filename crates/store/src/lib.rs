@@ -13,6 +13,7 @@
 //! can only ever see or touch its own rows, enforced here and not in handlers.
 
 pub mod compute;
+pub mod hosts;
 pub mod identity;
 pub mod images;
 pub mod migrations;

@@ -1,6 +1,7 @@
 //! The compute API (Nova v2.1) at `/compute`.
 
 mod flavors;
+mod hypervisors;
 mod keypairs;
 mod limits;
 mod servers;
@@ -100,6 +101,11 @@ pub fn router(state: AppState) -> Router {
             "/v2.1/os-quota-sets/{project}/detail",
             get(limits::quota_detail),
         )
+        .route("/v2.1/os-hypervisors", get(hypervisors::list))
+        .route("/v2.1/os-hypervisors/detail", get(hypervisors::list_detail))
+        .route("/v2.1/os-hypervisors/statistics", get(hypervisors::statistics))
+        .route("/v2.1/os-hypervisors/{id}", get(hypervisors::show))
+        .route("/v2.1/os-services", get(hypervisors::services))
         .route("/v2.1/os-availability-zone", get(limits::zones))
         .route(
             "/v2.1/os-availability-zone/detail",
