@@ -12,6 +12,7 @@ pub mod fault;
 pub mod identity;
 pub mod image;
 pub mod microversion;
+pub mod network;
 pub mod placement;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub images: Arc<oxistack_images::Images>,
     pub compute: Arc<oxistack_compute::Compute>,
     pub placement: Arc<oxistack_scheduler::Placement>,
+    pub network: Arc<oxistack_network::Network>,
 }
 
 /// The catalog entries OxiStack serves: (service type, service name, path
@@ -38,6 +40,7 @@ pub const SERVED: &[(&str, &str, &str)] = &[
     ("compute", "nova", "/compute/v2.1"),
     ("image", "glance", "/image"),
     ("placement", "placement", "/placement"),
+    ("network", "neutron", "/network"),
 ];
 
 pub fn router(state: AppState) -> Router {
@@ -46,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/image", image::router(state.clone()))
         .nest("/compute", compute::router(state.clone()))
         .nest("/placement", placement::router(state.clone()))
+        .nest("/network", network::router(state.clone()))
         .fallback(|| async {
             ApiError::from(oxistack_model::AppError::not_found(
                 "The resource could not be found.",

@@ -60,6 +60,7 @@ async fn harness() -> Harness {
         images,
         compute,
         placement,
+        network: Arc::new(oxistack_network::Network::new(store.clone(), Default::default())),
     };
     Harness {
         _db: db,

@@ -43,6 +43,19 @@ pub struct Settings {
     pub host_disk_gb: Option<i64>,
     /// Seconds between power-state syncs.
     pub power_sync_interval_secs: u64,
+    /// The VXLAN VNIs tenant networks get, inclusive.
+    pub vxlan_vni_min: u32,
+    pub vxlan_vni_max: u32,
+    /// The external network `public` made at first start: its Linux bridge
+    /// (never linked to a physical interface), subnet, gateway and the pool
+    /// floating IPs come from.
+    pub public_bridge: String,
+    pub public_cidr: String,
+    pub public_gateway: String,
+    pub public_pool_start: String,
+    pub public_pool_end: String,
+    /// Seconds between runs of the network datapath reconciler.
+    pub network_reconcile_interval_secs: u64,
 }
 
 impl Default for Settings {
@@ -69,6 +82,14 @@ impl Default for Settings {
             host_memory_mb: None,
             host_disk_gb: None,
             power_sync_interval_secs: 10,
+            vxlan_vni_min: 1000,
+            vxlan_vni_max: 9999,
+            public_bridge: "br-public".into(),
+            public_cidr: "172.24.4.0/24".into(),
+            public_gateway: "172.24.4.1".into(),
+            public_pool_start: "172.24.4.10".into(),
+            public_pool_end: "172.24.4.250".into(),
+            network_reconcile_interval_secs: 30,
         }
     }
 }

@@ -26,7 +26,7 @@ pub struct ServeArgs {
     #[arg(long, env = "OXISTACK_DATABASE")]
     pub database: Option<String>,
     /// The virt driver of this host.
-    #[arg(long, env = "OXISTACK_VIRT", value_enum, default_value = "fake")]
+    #[arg(long, env = "OXISTACK_VIRT", value_enum, default_value = "qemu")]
     pub virt: Virt,
     /// Accelerator for the qemu driver: auto (KVM if a probe guest runs under it, else
     /// TCG with a warning), kvm or tcg.

@@ -169,6 +169,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("placement: {e}"))?;
 
     let bus_dyn: Arc<dyn Bus> = bus;
+    let bus_for_network = bus_dyn.clone();
     let conductor = Conductor::new(store.clone(), bus_dyn, placement.clone(), settings.clone());
     let compute = Arc::new(Compute::new(
         store.clone(),
@@ -191,12 +192,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         settings.power_sync_interval_secs.max(1),
     ));
 
+    let network = Arc::new(oxistack_network::Network::new(store.clone(), settings.clone()));
+    let admin_project = store
+        .project_by_name(oxistack_model::DEFAULT_DOMAIN, "admin")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .and_then(|p| p.id.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("the admin project is missing after bootstrap"))?;
+    network
+        .ensure_public_network(admin_project)
+        .await
+        .map_err(|e| anyhow::anyhow!("public network: {e}"))?;
+    let network_reconciler = network.spawn_reconciler(
+        bus_for_network.clone(),
+        host.clone(),
+        Duration::from_secs(settings.network_reconcile_interval_secs.max(1)),
+        None,
+    );
+
     let state = AppState {
         settings: settings.clone(),
         identity,
         images,
         compute,
         placement,
+        network,
     };
     let app = oxistack_api::router(state);
     let listener = tokio::net::TcpListener::bind(&settings.listen)
@@ -226,6 +246,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     sync.abort();
+    network_reconciler.abort();
     tracing::info!("stopping: waiting for running workflows");
     // Running sagas finish their current step; unfinished ones resume at next start.
     let _ = tokio::time::timeout(Duration::from_secs(10), conductor.drain()).await;

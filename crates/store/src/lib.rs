@@ -17,6 +17,7 @@ pub mod hosts;
 pub mod identity;
 pub mod images;
 pub mod migrations;
+pub mod network;
 pub mod placement;
 pub mod sagas;
 pub mod test_db;

@@ -29,6 +29,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_images"),
     migration!(4, "0004_compute"),
     migration!(5, "0005_placement"),
+    migration!(6, "0006_network"),
 ];
 
 /// Splits a migration into statements: they are separated by a line that

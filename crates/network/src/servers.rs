@@ -1,0 +1,361 @@
+//! What compute asks of the network service: ports for a new server, their
+//! binding to the host's tap, their release when the server goes, the
+//! `addresses` of servers, and which instance owns a fixed IP (metadata).
+//!
+//! Every function is safe to run twice (saga steps replay): allocation
+//! reuses the ports already made for the server, binding and release are
+//! idempotent.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use oxistack_model::{AppError, AppResult, AuthContext, NetworkId, PortId, Scope, ServerId};
+use oxistack_store::network::{IpRequest, PortWrite};
+use serde::{Deserialize, Serialize};
+
+use crate::{ipam, policy_denied, read_scope, Network, OWNER_COMPUTE};
+
+/// One NIC a server asks for (Nova's `networks` item).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestedNic {
+    /// A new port on this network, optionally with this fixed IP.
+    Network {
+        network_id: NetworkId,
+        fixed_ip: Option<IpAddr>,
+    },
+    /// An existing, unused port of the caller's.
+    Port(PortId),
+    /// `auto`: the project's only network, else the only shared one.
+    Auto,
+}
+
+/// A server's port as compute needs it to plug the NIC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfo {
+    pub port_id: PortId,
+    pub network_id: NetworkId,
+    pub mac: String,
+    pub fixed_ips: Vec<IpAddr>,
+    /// The tap QEMU should use (`names::tap` of the port).
+    pub tap: String,
+    pub mtu: u32,
+    /// `bridge` (Linux bridge datapath).
+    pub vif_type: String,
+}
+
+/// How a port is bound to a server on a host.
+#[derive(Debug, Clone)]
+pub struct PortBinding {
+    pub server_id: ServerId,
+    pub host: String,
+    pub tap: String,
+    /// The server's hostname, handed out by DHCP.
+    pub hostname: Option<String>,
+}
+
+/// One entry of Nova's `addresses` field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerAddress {
+    pub addr: IpAddr,
+    pub version: u8,
+    pub mac: String,
+    /// `fixed` or `floating`.
+    pub kind: String,
+}
+
+/// Network name → addresses on it, in port order.
+pub type ServerAddresses = BTreeMap<String, Vec<ServerAddress>>;
+
+impl Network {
+    /// The networks `auto` may mean for this caller.
+    async fn auto_network(&self, ctx: &AuthContext) -> AppResult<NetworkId> {
+        let project = ctx.project()?;
+        let nets = self.store.network_list(Scope::Project(project)).await?;
+        let own: Vec<_> = nets
+            .iter()
+            .filter(|n| n.project_id == project && !n.external)
+            .collect();
+        let shared: Vec<_> = nets
+            .iter()
+            .filter(|n| n.shared && n.project_id != project && !n.external)
+            .collect();
+        match (own.as_slice(), shared.as_slice()) {
+            ([one], _) => Ok(one.id),
+            ([], [one]) => Ok(one.id),
+            ([], []) => Err(AppError::bad_request(
+                "Unable to automatically allocate a network for project: no network is available.",
+            )),
+            _ => Err(AppError::conflict(
+                "Multiple possible networks found, use a Network ID to be more specific.",
+            )),
+        }
+    }
+
+    fn port_info(&self, p: &oxistack_store::network::Port, mtu: i64) -> PortInfo {
+        PortInfo {
+            port_id: p.id,
+            network_id: p.network_id,
+            mac: p.mac_address.clone(),
+            fixed_ips: p.fixed_ips.iter().map(|f| f.ip_address).collect(),
+            tap: p
+                .tap
+                .clone()
+                .unwrap_or_else(|| oxistack_bus::network::names::tap(&p.id)),
+            mtu: mtu as u32,
+            vif_type: "bridge".into(),
+        }
+    }
+
+    /// Gives a server its ports: new ones on the requested networks
+    /// (deleted with the server) and the caller's existing ports (unbound
+    /// again when the server goes). On an error, ports made so far are
+    /// released. A replay finds the ports it made before and reuses them.
+    pub async fn allocate_ports_for_server(
+        &self,
+        ctx: &AuthContext,
+        server_id: &ServerId,
+        requested: &[RequestedNic],
+        host: &str,
+    ) -> AppResult<Vec<PortInfo>> {
+        let existing = self.store.ports_of_device(&server_id.to_string()).await?;
+        if !existing.is_empty() {
+            let mut out = Vec::new();
+            for p in &existing {
+                let n = self.store.network_get(Scope::All, &p.network_id).await?;
+                out.push(self.port_info(p, n.mtu));
+            }
+            return Ok(out);
+        }
+        let mut out = Vec::new();
+        for nic in requested {
+            match self.allocate_one(ctx, server_id, nic, host).await {
+                Ok(info) => out.push(info),
+                Err(e) => {
+                    self.release_ports_for_server(server_id).await.ok();
+                    return Err(e);
+                }
+            }
+        }
+        self.kick();
+        Ok(out)
+    }
+
+    async fn allocate_one(
+        &self,
+        ctx: &AuthContext,
+        server_id: &ServerId,
+        nic: &RequestedNic,
+        host: &str,
+    ) -> AppResult<PortInfo> {
+        let (network_id, fixed_ip) = match nic {
+            RequestedNic::Port(pid) => {
+                let mut p = self.store.port_get(read_scope(ctx)?, pid).await?;
+                if !p.device_id.is_empty() && p.device_id != server_id.to_string() {
+                    return Err(AppError::conflict(format!("Port {pid} is still in use."))
+                        .with_code("PortInUse"));
+                }
+                p.device_id = server_id.to_string();
+                p.device_owner = OWNER_COMPUTE.into();
+                p.binding_host_id = host.to_string();
+                p.auto_delete = false;
+                self.store
+                    .port_update(
+                        &p,
+                        PortWrite {
+                            ips: None,
+                            security_groups: None,
+                            quota: None,
+                            pick: &ipam::pick_free,
+                        },
+                    )
+                    .await?;
+                let n = self.store.network_get(Scope::All, &p.network_id).await?;
+                return Ok(self.port_info(&p, n.mtu));
+            }
+            RequestedNic::Network {
+                network_id,
+                fixed_ip,
+            } => (*network_id, *fixed_ip),
+            RequestedNic::Auto => (self.auto_network(ctx).await?, None),
+        };
+        let project = ctx.project()?;
+        let net = self
+            .store
+            .network_get(read_scope(ctx)?, &network_id)
+            .await?;
+        if net.project_id != project && !net.shared && !ctx.is_admin() {
+            return Err(policy_denied("create_port"));
+        }
+        let reqs: Vec<IpRequest> = match fixed_ip {
+            Some(ip) => {
+                let f = crate::ports::FixedIpRequest {
+                    subnet_id: None,
+                    ip_address: Some(ip.to_string()),
+                };
+                self.ip_requests(&net, Some(&[f])).await?
+            }
+            None => self.ip_requests(&net, None).await?,
+        };
+        let mut p = self.new_port_record(&net, project);
+        p.device_id = server_id.to_string();
+        p.device_owner = OWNER_COMPUTE.into();
+        p.binding_host_id = host.to_string();
+        p.auto_delete = true;
+        p.tap = Some(oxistack_bus::network::names::tap(&p.id));
+        let groups = self
+            .port_groups(&project, None, p.port_security_enabled)
+            .await?;
+        let quota = Some(
+            self.quota(&project, oxistack_store::network::Counted::Port)
+                .await?,
+        );
+        self.insert_port_with_mac(
+            &mut p,
+            PortWrite {
+                ips: Some(&reqs),
+                security_groups: Some(&groups),
+                quota,
+                pick: &ipam::pick_free,
+            },
+        )
+        .await?;
+        Ok(self.port_info(&p, net.mtu))
+    }
+
+    /// Binds a port to the server's tap on `host`: the port goes ACTIVE and
+    /// the datapath plugs the tap into the network's bridge.
+    pub async fn bind_port(&self, port_id: &PortId, b: &PortBinding) -> AppResult<()> {
+        let mut p = self.store.port_get(Scope::All, port_id).await?;
+        p.device_id = b.server_id.to_string();
+        if p.device_owner.is_empty() {
+            p.device_owner = OWNER_COMPUTE.into();
+        }
+        p.binding_host_id = b.host.clone();
+        p.tap = Some(b.tap.clone());
+        p.status = "ACTIVE".into();
+        if let Some(h) = &b.hostname {
+            p.dns_name = h.clone();
+        }
+        self.store
+            .port_update(
+                &p,
+                PortWrite {
+                    ips: None,
+                    security_groups: None,
+                    quota: None,
+                    pick: &ipam::pick_free,
+                },
+            )
+            .await?;
+        self.kick();
+        Ok(())
+    }
+
+    /// Releases a server's ports: those made for it are deleted, those the
+    /// user gave are unbound and kept. Floating IPs on them are
+    /// disassociated. Idempotent.
+    pub async fn release_ports_for_server(&self, server_id: &ServerId) -> AppResult<()> {
+        for mut p in self.store.ports_of_device(&server_id.to_string()).await? {
+            if p.auto_delete {
+                self.store.port_delete(&p.id).await?;
+            } else {
+                p.device_id.clear();
+                p.device_owner.clear();
+                p.binding_host_id.clear();
+                p.tap = None;
+                p.status = "DOWN".into();
+                self.store
+                    .port_update(
+                        &p,
+                        PortWrite {
+                            ips: None,
+                            security_groups: None,
+                            quota: None,
+                            pick: &ipam::pick_free,
+                        },
+                    )
+                    .await?;
+                for mut f in self.store.floating_ip_list(Scope::All).await? {
+                    if f.port_id == Some(p.id) {
+                        f.port_id = None;
+                        f.fixed_ip_address = None;
+                        f.router_id = None;
+                        f.status = "DOWN".into();
+                        self.store.floating_ip_update(&f).await?;
+                    }
+                }
+            }
+        }
+        self.kick();
+        Ok(())
+    }
+
+    /// Nova's `addresses` of each server: fixed IPs by network name, each
+    /// followed by the floating IPs mapped to it.
+    pub async fn server_addresses(
+        &self,
+        server_ids: &[ServerId],
+    ) -> AppResult<HashMap<ServerId, ServerAddresses>> {
+        let mut out: HashMap<ServerId, ServerAddresses> = HashMap::new();
+        if server_ids.is_empty() {
+            return Ok(out);
+        }
+        let nets: HashMap<NetworkId, String> = self
+            .store
+            .network_list(Scope::All)
+            .await?
+            .into_iter()
+            .map(|n| (n.id, n.name))
+            .collect();
+        let fips = self.store.floating_ip_list(Scope::All).await?;
+        for sid in server_ids {
+            let mut addrs = ServerAddresses::new();
+            for p in self.store.ports_of_device(&sid.to_string()).await? {
+                let name = nets
+                    .get(&p.network_id)
+                    .cloned()
+                    .unwrap_or_else(|| p.network_id.to_string());
+                let list = addrs.entry(name).or_default();
+                for f in &p.fixed_ips {
+                    list.push(ServerAddress {
+                        addr: f.ip_address,
+                        version: if f.ip_address.is_ipv4() { 4 } else { 6 },
+                        mac: p.mac_address.clone(),
+                        kind: "fixed".into(),
+                    });
+                    for fip in fips.iter().filter(|x| {
+                        x.port_id == Some(p.id) && x.fixed_ip_address == Some(f.ip_address)
+                    }) {
+                        list.push(ServerAddress {
+                            addr: fip.floating_ip_address,
+                            version: if fip.floating_ip_address.is_ipv4() {
+                                4
+                            } else {
+                                6
+                            },
+                            mac: p.mac_address.clone(),
+                            kind: "floating".into(),
+                        });
+                    }
+                }
+            }
+            out.insert(*sid, addrs);
+        }
+        Ok(out)
+    }
+
+    /// Which port, and which device (server id), holds `ip` on `network`:
+    /// the metadata service's identification of an instance.
+    pub async fn metadata_lookup(
+        &self,
+        network_id: &NetworkId,
+        ip: &IpAddr,
+    ) -> AppResult<Option<(PortId, String)>> {
+        Ok(self
+            .store
+            .port_by_ip(network_id, ip)
+            .await?
+            .filter(|p| p.device_owner.starts_with("compute:"))
+            .map(|p| (p.id, p.device_id)))
+    }
+}
