@@ -87,6 +87,7 @@ pub struct Cloud {
     db_url: Option<String>,
     _db: Option<oxistack_store::test_db::TestDb>,
     extra_env: Vec<(String, String)>,
+    virt: &'static str,
 }
 
 impl Cloud {
@@ -96,6 +97,12 @@ impl Cloud {
 
     /// Starts a cloud with extra `OXISTACK_*` settings in its environment.
     pub fn start_with(env: &[(&str, &str)]) -> Cloud {
+        Self::start_virt("fake", env)
+    }
+
+    /// Starts a cloud with the given virt driver (`fake` or `qemu`; qemu
+    /// runs under TCG in tests).
+    pub fn start_virt(virt: &'static str, env: &[(&str, &str)]) -> Cloud {
         let db = if oxistack_store::test_db::engine_under_test() == oxistack_store::Engine::Postgres
         {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -124,6 +131,7 @@ impl Cloud {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            virt,
         };
         c.launch();
         c
@@ -141,12 +149,15 @@ impl Cloud {
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--virt")
-            .arg("fake")
+            .arg(self.virt)
+            .arg("--accel")
+            .arg("tcg")
             .env("OXISTACK_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("OXISTACK_HOST", "e2e-host")
             .env("OXISTACK_HOST_VCPUS", "8")
             .env("OXISTACK_HOST_MEMORY_MB", "32768")
             .env("OXISTACK_HOST_DISK_GB", "500")
+            .env("OXISTACK_LOG", "info,sqlx=warn,oxistack_agent=debug")
             .env("OXISTACK_POWER_SYNC_INTERVAL_SECS", "2")
             .stdout(Stdio::from(
                 std::fs::File::create(self.dir.path().join("serve.out")).unwrap(),
@@ -182,6 +193,11 @@ impl Cloud {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     pub fn log(&self) -> String {
@@ -370,6 +386,11 @@ impl Drop for Cloud {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Guests outlive the server by design: end the QEMU processes of
+        // this cloud's own data dir (and nothing else), even when the test failed.
+        for pid in qemu_pids(&self.dir.path().to_string_lossy()) {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        }
         if std::thread::panicking() {
             eprintln!("--- oxistack log ---\n{}", tail(&self.log(), 80));
         }
@@ -400,4 +421,37 @@ pub fn make_qcow2(dir: &Path, name: &str) -> PathBuf {
             .arg("16M"),
     );
     p
+}
+
+/// The tiny guest image: `OXISTACK_GUEST_IMAGE`, or built once with
+/// tools/build-guest-image into the target dir.
+pub fn guest_image() -> PathBuf {
+    if let Ok(p) = std::env::var("OXISTACK_GUEST_IMAGE") {
+        let p = PathBuf::from(p);
+        if p.exists() {
+            return p;
+        }
+    }
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest/tiny.qcow2");
+    if !out.exists() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/build-guest-image");
+        run_ok(Command::new(script).arg("tiny").arg(&out));
+    }
+    out
+}
+
+/// PIDs of QEMU processes whose command line names `uuid`.
+pub fn qemu_pids(uuid: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd);
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit(')').next().map(|r| r.trim_start().starts_with('Z')).unwrap_or(false);
+        if cmd.starts_with("qemu-system") && cmd.contains(uuid) && !zombie {
+            out.push(pid);
+        }
+    }
+    out
 }
