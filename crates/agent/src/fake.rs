@@ -285,6 +285,7 @@ mod tests {
             metadata: Default::default(),
             availability_zone: "nova".into(),
             launch_index: 0,
+            nics: vec![],
         }
     }
 

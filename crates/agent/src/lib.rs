@@ -7,6 +7,7 @@
 //! run, be tested and be benchmarked without virtualisation.
 
 pub mod fake;
+pub mod network;
 pub mod qemu;
 
 use std::sync::Arc;

@@ -66,6 +66,7 @@ fn spec() -> InstanceSpec {
         metadata,
         availability_zone: "nova".into(),
         launch_index: 0,
+        nics: vec![],
     }
 }
 

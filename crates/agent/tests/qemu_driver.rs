@@ -124,6 +124,7 @@ impl Host {
             metadata: Default::default(),
             availability_zone: "nova".into(),
             launch_index: 0,
+            nics: vec![],
         }
     }
 

@@ -11,6 +11,7 @@ pub mod context;
 pub mod fault;
 pub mod identity;
 pub mod image;
+pub mod metadata;
 pub mod microversion;
 pub mod network;
 pub mod placement;
@@ -31,6 +32,58 @@ pub struct AppState {
     pub compute: Arc<oxistack_compute::Compute>,
     pub placement: Arc<oxistack_scheduler::Placement>,
     pub network: Arc<oxistack_network::Network>,
+}
+
+impl AppState {
+    /// Builds every application-layer service on one store and one bus: the
+    /// wiring `oxistack serve` and the HTTP tests share. First-start work
+    /// (bootstrap, default flavors, the public network) is the caller's.
+    pub fn assemble(
+        store: oxistack_store::Store,
+        settings: Arc<Settings>,
+        images_dir: std::path::PathBuf,
+        bus: Arc<dyn oxistack_bus::Bus>,
+        catalog: Vec<oxistack_identity::CatalogService>,
+    ) -> AppState {
+        let identity = Arc::new(oxistack_identity::Identity::new(store.clone(), settings.clone(), catalog));
+        let images = Arc::new(oxistack_images::Images::new(store.clone(), images_dir, settings.clone()));
+        let placement = Arc::new(oxistack_scheduler::Placement::new(store.clone(), settings.clone()));
+        let network = Arc::new(oxistack_network::Network::new(store.clone(), settings.clone()));
+        let conductor = oxistack_conductor::Conductor::new(
+            store.clone(),
+            bus,
+            placement.clone(),
+            network.clone(),
+            settings.clone(),
+        );
+        let compute = Arc::new(oxistack_compute::Compute::new(
+            store,
+            conductor,
+            images.clone(),
+            network.clone(),
+            settings.clone(),
+        ));
+        AppState {
+            settings,
+            identity,
+            images,
+            compute,
+            placement,
+            network,
+        }
+    }
+
+    /// The catalog of every service [`SERVED`] lists.
+    pub fn served_catalog() -> Vec<oxistack_identity::CatalogService> {
+        SERVED
+            .iter()
+            .map(|(ty, name, path)| oxistack_identity::CatalogService {
+                service_type: ty.to_string(),
+                name: name.to_string(),
+                path: path.to_string(),
+            })
+            .collect()
+    }
 }
 
 /// The catalog entries OxiStack serves: (service type, service name, path

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use oxistack_api::AppState;
-use oxistack_identity::CatalogService;
 use oxistack_model::config::Settings;
 use oxistack_store::test_db::TestDb;
 use oxistack_store::Store;
@@ -32,49 +31,19 @@ async fn harness() -> Harness {
         public_url: Some(PUBLIC.into()),
         ..Settings::default()
     });
-    let placement = Arc::new(oxistack_scheduler::Placement::new(
-        store.clone(),
-        settings.clone(),
-    ));
-    let images = Arc::new(oxistack_images::Images::new(
-        store.clone(),
-        dir.path().to_path_buf(),
-        settings.clone(),
-    ));
     let bus: Arc<dyn oxistack_bus::Bus> = Arc::new(oxistack_bus::InProcessBus::new());
-    let conductor =
-        oxistack_conductor::Conductor::new(store.clone(), bus, placement.clone(), settings.clone());
-    let compute = Arc::new(oxistack_compute::Compute::new(
-        store.clone(),
-        conductor,
-        images.clone(),
-        settings.clone(),
-    ));
-    let catalog = oxistack_api::SERVED
-        .iter()
-        .map(|(t, n, p)| CatalogService {
-            service_type: t.to_string(),
-            name: n.to_string(),
-            path: p.to_string(),
-        })
-        .collect();
-    let identity = Arc::new(oxistack_identity::Identity::new(
+    let state = AppState::assemble(
         store.clone(),
         settings.clone(),
-        catalog,
-    ));
-    identity
+        dir.path().to_path_buf(),
+        bus,
+        oxistack_api::AppState::served_catalog(),
+    );
+    state
+        .identity
         .bootstrap(Some("s3cret-admin".into()))
         .await
         .unwrap();
-    let state = AppState {
-        settings,
-        identity,
-        images,
-        compute,
-        placement,
-        network: Arc::new(oxistack_network::Network::new(store.clone(), Default::default())),
-    };
     Harness {
         _db: db,
         _dir: dir,

@@ -33,37 +33,14 @@ async fn harness() -> Harness {
         public_url: Some("http://cloud.test".into()),
         ..Settings::default()
     });
-    let placement = Arc::new(oxistack_scheduler::Placement::new(
-        store.clone(),
-        settings.clone(),
-    ));
-    let images = Arc::new(oxistack_images::Images::new(
-        store.clone(),
-        dir.path().join("images"),
-        settings.clone(),
-    ));
     let bus: Arc<dyn oxistack_bus::Bus> = Arc::new(oxistack_bus::InProcessBus::new());
-    let conductor =
-        oxistack_conductor::Conductor::new(store.clone(), bus, placement.clone(), settings.clone());
-    let compute = Arc::new(oxistack_compute::Compute::new(
-        store.clone(),
-        conductor,
-        images.clone(),
-        settings.clone(),
-    ));
-    let identity = Arc::new(oxistack_identity::Identity::new(
+    let state = AppState::assemble(
         store.clone(),
         settings.clone(),
+        dir.path().to_path_buf(),
+        bus,
         Vec::new(),
-    ));
-    let state = AppState {
-        settings,
-        identity,
-        images,
-        compute,
-        placement,
-        network: Arc::new(oxistack_network::Network::new(store.clone(), Default::default())),
-    };
+    );
     Harness {
         _db: db,
         _dir: dir,
@@ -687,4 +664,66 @@ async fn uploads_are_not_bound_by_the_json_body_limit() {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+/// Tempest's image client sends the v2.0 JSON-patch form
+/// (`{"replace": "/name", …}`) under its own media type; and `/v2/images/`
+/// (an empty image id) is 404 for every method, not the collection.
+#[tokio::test]
+async fn v20_patch_form_and_the_empty_image_id() {
+    let h = harness().await;
+    let ctx = member();
+    let r = h
+        .call(
+            Some(&ctx),
+            "POST",
+            "/v2/images",
+            Payload::Json(json!({
+            "name": "old", "disk_format": "raw", "container_format": "bare"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let v20 = [(
+        "content-type",
+        "application/openstack-images-v2.0-json-patch",
+    )];
+    let r = h
+        .call(
+            Some(&ctx),
+            "PATCH",
+            &format!("/v2/images/{id}"),
+            Payload::Data(
+                json!([{"replace": "/name", "value": "new"}, {"add": "/color", "value": "red"}])
+                    .to_string()
+                    .into_bytes(),
+            ),
+            &v20,
+        )
+        .await;
+    // The explicit content type comes first; `call` adds octet-stream after it.
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["name"], "new");
+    assert_eq!(r.body["color"], "red");
+    // Any other media type is still refused.
+    let r = h
+        .call(
+            Some(&ctx),
+            "PATCH",
+            &format!("/v2/images/{id}"),
+            Payload::Json(json!([{"op": "replace", "path": "/name", "value": "x"}])),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    for method in ["GET", "DELETE"] {
+        let r = h
+            .call(Some(&ctx), method, "/v2/images/", Payload::None, &[])
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{method}");
+    }
+    // The collection itself is still there.
+    assert_eq!(h.get(&ctx, "/v2/images").await.status, StatusCode::OK);
 }

@@ -30,40 +30,14 @@ async fn harness() -> Harness {
         public_url: Some("http://cloud.example:8080".into()),
         ..Settings::default()
     });
-    let placement = Arc::new(oxistack_scheduler::Placement::new(
-        store.clone(),
-        settings.clone(),
-    ));
-    let images = Arc::new(oxistack_images::Images::new(
-        store.clone(),
-        dir.path().to_path_buf(),
-        settings.clone(),
-    ));
     let bus: Arc<dyn oxistack_bus::Bus> = Arc::new(oxistack_bus::InProcessBus::new());
-    let conductor =
-        oxistack_conductor::Conductor::new(store.clone(), bus, placement.clone(), settings.clone());
-    let compute = Arc::new(oxistack_compute::Compute::new(
-        store.clone(),
-        conductor,
-        images.clone(),
-        settings.clone(),
-    ));
-    let identity = Arc::new(oxistack_identity::Identity::new(
+    let state = AppState::assemble(
         store.clone(),
         settings.clone(),
+        dir.path().to_path_buf(),
+        bus,
         Vec::new(),
-    ));
-    let state = AppState {
-        settings: settings.clone(),
-        identity,
-        images,
-        compute,
-        placement,
-        network: Arc::new(oxistack_network::Network::new(
-            store.clone(),
-            settings.clone(),
-        )),
-    };
+    );
     Harness {
         _db: db,
         _dir: dir,

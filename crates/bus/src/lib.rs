@@ -6,6 +6,7 @@
 //! agent directly; an AMQP transport for many hosts implements the same
 //! trait (see docs/design/0001-architecture.md).
 
+pub mod metadata;
 pub mod network;
 
 use std::collections::{BTreeMap, HashMap};
@@ -51,6 +52,21 @@ pub struct InstanceSpec {
     pub metadata: BTreeMap<String, String>,
     pub availability_zone: String,
     pub launch_index: i64,
+    /// The server's NICs, in order (empty for `networks: none`).
+    #[serde(default)]
+    pub nics: Vec<NicSpec>,
+}
+
+/// One NIC of an instance: a Neutron port plugged through a tap.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NicSpec {
+    pub port_id: oxistack_model::PortId,
+    pub network_id: oxistack_model::NetworkId,
+    pub mac: String,
+    /// The tap QEMU attaches to (the network role plugs it into the bridge).
+    pub tap: String,
+    pub mtu: u32,
+    pub fixed_ips: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

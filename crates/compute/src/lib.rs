@@ -5,6 +5,7 @@
 pub mod flavors;
 pub mod hypervisors;
 pub mod keypairs;
+pub mod metadata;
 pub mod quotas;
 pub mod servers;
 
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use oxistack_conductor::Conductor;
 use oxistack_images::Images;
+use oxistack_network::Network;
 use oxistack_model::config::Settings;
 use oxistack_store::Store;
 
@@ -19,6 +21,7 @@ pub struct Compute {
     pub store: Store,
     pub conductor: Arc<Conductor>,
     pub images: Arc<Images>,
+    pub network: Arc<Network>,
     pub settings: Arc<Settings>,
 }
 
@@ -27,12 +30,14 @@ impl Compute {
         store: Store,
         conductor: Arc<Conductor>,
         images: Arc<Images>,
+        network: Arc<Network>,
         settings: Arc<Settings>,
     ) -> Self {
         Compute {
             store,
             conductor,
             images,
+            network,
             settings,
         }
     }

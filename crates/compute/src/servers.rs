@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use oxistack_bus::{ImageSpec, PowerCommand};
 use oxistack_conductor::{boot, delete, power};
+use oxistack_network::servers::RequestedNic;
 use oxistack_model::server_state::{check_action, PowerState, ServerAction, TaskState, VmState};
 use oxistack_model::time::now;
 use oxistack_model::{AppError, AppResult, AuthContext, ImageId, Scope, ServerId};
@@ -21,10 +22,12 @@ use crate::Compute;
 /// The `networks` member of a create request (required from 2.37).
 #[derive(Debug, Clone, PartialEq)]
 pub enum NetworksRequest {
+    /// The project's only network (or the only shared one); none when
+    /// there is no network at all.
     Auto,
     None,
-    /// Explicit networks or ports: served once the network API exists.
-    List(serde_json::Value),
+    /// Explicit networks (with an optional fixed IP) and ports.
+    List(Vec<RequestedNic>),
 }
 
 #[derive(Debug, Clone)]
@@ -145,13 +148,7 @@ impl Compute {
                 req.metadata.len()
             )));
         }
-        if let NetworksRequest::List(nets) = &req.networks {
-            if nets.as_array().map(|a| !a.is_empty()).unwrap_or(false) {
-                return Err(AppError::bad_request(
-                    "Requested networks cannot be provided: OxiStack does not serve the network API yet. Use \"networks\": \"none\" or \"auto\".",
-                ));
-            }
-        }
+        let nics = self.requested_nics(ctx, &req.networks).await?;
         if let Some(zone) = &req.availability_zone {
             // `zone:host` forms are admin host pinning; only the zone matters here.
             let z = zone.split(':').next().unwrap_or("");
@@ -262,7 +259,7 @@ impl Compute {
                 requested_networks: match &req.networks {
                     NetworksRequest::Auto => serde_json::json!("auto"),
                     NetworksRequest::None => serde_json::json!("none"),
-                    NetworksRequest::List(v) => v.clone(),
+                    NetworksRequest::List(v) => serde_json::to_value(v)?,
                 },
                 availability_zone: Some(self.settings.availability_zone.clone()),
                 host: None,
@@ -315,6 +312,7 @@ impl Compute {
             let rec = boot::record(&boot::BootParams {
                 server_id: s.id,
                 image: image_spec.clone(),
+                nics: nics.clone(),
             })?;
             self.conductor.start(rec).await?;
         }
@@ -323,6 +321,42 @@ impl Compute {
             admin_pass: req.admin_pass.unwrap_or_else(generate_password),
             reservation_id,
         })
+    }
+
+    /// Checks the NICs a create asks for, so a bad one is a 400 now rather
+    /// than an ERROR later, and resolves `auto`.
+    async fn requested_nics(&self, ctx: &AuthContext, req: &NetworksRequest) -> AppResult<Vec<RequestedNic>> {
+        match req {
+            NetworksRequest::None => Ok(vec![]),
+            NetworksRequest::Auto => match self.network.auto_network(ctx).await {
+                Ok(network_id) => Ok(vec![RequestedNic::Network { network_id, fixed_ip: None }]),
+                Err(e) if e.status() == 400 => Ok(vec![]),
+                Err(e) => Err(e),
+            },
+            NetworksRequest::List(nics) => {
+                for nic in nics {
+                    match nic {
+                        RequestedNic::Network { network_id, .. } => {
+                            self.network.network_get(ctx, network_id).await.map_err(|e| match e.status() {
+                                404 => AppError::bad_request(format!("Network {network_id} could not be found.")),
+                                _ => e,
+                            })?;
+                        }
+                        RequestedNic::Port(port_id) => {
+                            let port = self.network.port_get(ctx, port_id).await.map_err(|e| match e.status() {
+                                404 => AppError::bad_request(format!("Port id {port_id} could not be found.")),
+                                _ => e,
+                            })?;
+                            if !port.device_id.is_empty() {
+                                return Err(AppError::conflict(format!("Port {port_id} is still in use.")));
+                            }
+                        }
+                        RequestedNic::Auto => {}
+                    }
+                }
+                Ok(nics.clone())
+            }
+        }
     }
 
     pub async fn server_get(&self, ctx: &AuthContext, id: &ServerId) -> AppResult<Server> {

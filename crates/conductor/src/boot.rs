@@ -3,13 +3,16 @@
 //! the allocations released) and leaves the server in ERROR with a fault
 //! that says why, never stuck in BUILD.
 //!
-//! Steps: `claim` (scheduler) → `spawn` (agent) → `finish` (store).
+//! Steps: `claim` (scheduler) → `network` (ports allocated, bound to the
+//! host, datapath converged so the taps exist) → `spawn` (agent) →
+//! `finish` (store).
 
 use async_trait::async_trait;
-use oxistack_bus::{ImageSpec, InstanceSpec};
+use oxistack_bus::{ImageSpec, InstanceSpec, NicSpec};
+use oxistack_network::servers::{PortBinding, RequestedNic};
 use oxistack_model::server_state::{PowerState, TaskState, VmState};
 use oxistack_model::time::now;
-use oxistack_model::{AppError, AppResult, ConsumerId, ErrorKind, Scope, ServerId};
+use oxistack_model::{AppError, AppResult, AuthContext, ConsumerId, ErrorKind, Scope, ServerId};
 use oxistack_scheduler::ResourceRequest;
 use oxistack_store::compute::{Fault, Server, ServerUpdate};
 use oxistack_store::sagas::SagaRecord;
@@ -25,6 +28,9 @@ pub const KIND: &str = "boot";
 pub struct BootParams {
     pub server_id: ServerId,
     pub image: ImageSpec,
+    /// The NICs asked for; empty for `networks: none`.
+    #[serde(default)]
+    pub nics: Vec<RequestedNic>,
 }
 
 pub fn record(params: &BootParams) -> AppResult<SagaRecord> {
@@ -37,7 +43,7 @@ pub fn record(params: &BootParams) -> AppResult<SagaRecord> {
 
 pub struct BootSaga;
 
-fn params(v: &Value) -> AppResult<BootParams> {
+pub fn params(v: &Value) -> AppResult<BootParams> {
     serde_json::from_value(v.clone())
         .map_err(|e| AppError::internal(format!("boot saga params: {e}")))
 }
@@ -50,7 +56,16 @@ fn host_of(outputs: &Value) -> Option<String> {
         .map(String::from)
 }
 
-fn spec(server: &Server, image: &ImageSpec) -> InstanceSpec {
+pub fn nics_of(outputs: &Value) -> AppResult<Vec<NicSpec>> {
+    match outputs.get("network") {
+        None | Some(Value::Null) => Ok(vec![]),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| AppError::internal(format!("boot saga: network output: {e}"))),
+    }
+}
+
+/// What the host needs to build `server` (and what its metadata says).
+pub fn spec(server: &Server, image: &ImageSpec, nics: Vec<NicSpec>) -> InstanceSpec {
     InstanceSpec {
         server_id: server.id,
         name: server.name.clone(),
@@ -70,6 +85,7 @@ fn spec(server: &Server, image: &ImageSpec) -> InstanceSpec {
         metadata: server.metadata.clone(),
         availability_zone: server.availability_zone.clone().unwrap_or_default(),
         launch_index: server.launch_index,
+        nics,
     }
 }
 
@@ -80,7 +96,7 @@ impl SagaKind<Conductor> for BootSaga {
     }
 
     fn steps(&self) -> &'static [&'static str] {
-        &["claim", "spawn", "finish"]
+        &["claim", "network", "spawn", "finish"]
     }
 
     async fn action(
@@ -131,8 +147,46 @@ impl SagaKind<Conductor> for BootSaga {
             "spawn" => {
                 let host = host_of(outputs)
                     .ok_or_else(|| AppError::internal("boot saga: no host claimed"))?;
-                c.bus.agent(&host)?.spawn(spec(&server, &p.image)).await?;
+                let nics = nics_of(outputs)?;
+                c.bus.agent(&host)?.spawn(spec(&server, &p.image, nics)).await?;
                 Ok(Value::Null)
+            }
+            "network" => {
+                if p.nics.is_empty() {
+                    return Ok(json!([]));
+                }
+                let host = host_of(outputs)
+                    .ok_or_else(|| AppError::internal("boot saga: no host claimed"))?;
+                let ctx = AuthContext::acting_for(server.project_id, server.user_id);
+                let ports = c
+                    .network
+                    .allocate_ports_for_server(&ctx, &p.server_id, &p.nics, &host)
+                    .await?;
+                let mut nics = Vec::new();
+                for port in &ports {
+                    c.network
+                        .bind_port(
+                            &port.port_id,
+                            &PortBinding {
+                                server_id: p.server_id,
+                                host: host.clone(),
+                                tap: port.tap.clone(),
+                                hostname: Some(server.hostname.clone()),
+                            },
+                        )
+                        .await?;
+                    nics.push(NicSpec {
+                        port_id: port.port_id,
+                        network_id: port.network_id,
+                        mac: port.mac.clone(),
+                        tap: port.tap.clone(),
+                        mtu: port.mtu,
+                        fixed_ips: port.fixed_ips.clone(),
+                    });
+                }
+                // The taps and bridges exist before QEMU opens them.
+                c.network.converge(&c.bus, &host).await?;
+                Ok(serde_json::to_value(nics)?)
             }
             "finish" => {
                 c.store
@@ -160,6 +214,13 @@ impl SagaKind<Conductor> for BootSaga {
         let p = params(p)?;
         match step {
             "claim" => c.placement.release(ConsumerId(p.server_id.as_uuid())).await,
+            "network" => {
+                c.network.release_ports_for_server(&p.server_id).await?;
+                if let Some(host) = host_of(outputs) {
+                    c.network.converge(&c.bus, &host).await?;
+                }
+                Ok(())
+            }
             "spawn" => match host_of(outputs) {
                 Some(host) => c.bus.agent(&host)?.destroy(p.server_id).await,
                 None => Ok(()),

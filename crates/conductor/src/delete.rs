@@ -1,5 +1,6 @@
-//! The delete saga: destroy the instance on its host, release its
-//! allocations, mark the server deleted. Every step is idempotent and
+//! The delete saga: destroy the instance on its host, release its ports
+//! (and converge the host's datapath), release its allocations, mark the
+//! server deleted. Every step is idempotent and
 //! forward-only (nothing can be un-destroyed): a step that fails for good
 //! leaves the server in ERROR with a fault, and a later delete tries again.
 
@@ -40,7 +41,7 @@ impl SagaKind<Conductor> for DeleteSaga {
     }
 
     fn steps(&self) -> &'static [&'static str] {
-        &["destroy", "release", "mark_deleted"]
+        &["destroy", "release_ports", "release", "mark_deleted"]
     }
 
     async fn action(
@@ -56,6 +57,13 @@ impl SagaKind<Conductor> for DeleteSaga {
                 let server = c.store.server_get(Scope::All, &id, true).await?;
                 if let Some(host) = server.host {
                     c.bus.agent(&host)?.destroy(id).await?;
+                }
+            }
+            "release_ports" => {
+                let server = c.store.server_get(Scope::All, &id, true).await?;
+                c.network.release_ports_for_server(&id).await?;
+                if let Some(host) = server.host {
+                    c.network.converge(&c.bus, &host).await?;
                 }
             }
             "release" => c.placement.release(ConsumerId(id.as_uuid())).await?,

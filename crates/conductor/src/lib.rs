@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use oxistack_bus::Bus;
 use oxistack_model::config::Settings;
 use oxistack_model::{AppError, AppResult, SagaId};
+use oxistack_network::Network;
 use oxistack_scheduler::Placement;
 use oxistack_store::sagas::{SagaRecord, SagaState};
 use oxistack_store::Store;
@@ -29,6 +30,7 @@ pub struct Conductor {
     pub store: Store,
     pub bus: Arc<dyn Bus>,
     pub placement: Arc<Placement>,
+    pub network: Arc<Network>,
     pub settings: Arc<Settings>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     running: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
@@ -39,12 +41,14 @@ impl Conductor {
         store: Store,
         bus: Arc<dyn Bus>,
         placement: Arc<Placement>,
+        network: Arc<Network>,
         settings: Arc<Settings>,
     ) -> Arc<Self> {
         Arc::new(Conductor {
             store,
             bus,
             placement,
+            network,
             settings,
             locks: Mutex::new(HashMap::new()),
             running: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),

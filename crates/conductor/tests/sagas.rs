@@ -14,6 +14,10 @@ use oxistack_model::config::Settings;
 use oxistack_model::server_state::{PowerState, TaskState, VmState};
 use oxistack_model::time::now;
 use oxistack_model::{ImageId, ProjectId, Scope, ServerId, UserId};
+use oxistack_network::networks::NetworkCreate;
+use oxistack_network::servers::RequestedNic;
+use oxistack_network::subnets::SubnetCreate;
+use oxistack_network::Network;
 use oxistack_scheduler::{HostCapacity, Placement};
 use oxistack_store::compute::{ComputeUsage, Flavor, Server};
 use oxistack_store::sagas::SagaState;
@@ -27,6 +31,7 @@ struct World {
     store: Store,
     driver: Arc<FakeDriver>,
     placement: Arc<Placement>,
+    network: Arc<Network>,
     conductor: Arc<Conductor>,
 }
 
@@ -49,12 +54,14 @@ async fn world() -> World {
         )
         .await
         .unwrap();
-    let conductor = Conductor::new(store.clone(), bus, placement.clone(), settings);
+    let network = Arc::new(Network::new(store.clone(), settings.clone()));
+    let conductor = Conductor::new(store.clone(), bus, placement.clone(), network.clone(), settings);
     World {
         _db: db,
         store,
         driver,
         placement,
+        network,
         conductor,
     }
 }
@@ -77,11 +84,15 @@ fn flavor(ram: i64) -> Flavor {
 }
 
 async fn new_server(w: &World, ram: i64) -> ServerId {
+    new_server_in(w, ram, ProjectId::new()).await
+}
+
+async fn new_server_in(w: &World, ram: i64, project: ProjectId) -> ServerId {
     let id = ServerId::new();
     let t = now();
     let s = Server {
         id,
-        project_id: ProjectId::new(),
+        project_id: project,
         user_id: UserId::new(),
         name: "vm".into(),
         hostname: "vm".into(),
@@ -138,9 +149,20 @@ fn image(fail: bool) -> ImageSpec {
 }
 
 async fn boot_with(w: &World, id: ServerId, img: ImageSpec, opts: ExecOptions) -> SagaState {
+    boot_nics(w, id, img, vec![], opts).await
+}
+
+async fn boot_nics(
+    w: &World,
+    id: ServerId,
+    img: ImageSpec,
+    nics: Vec<RequestedNic>,
+    opts: ExecOptions,
+) -> SagaState {
     let rec = boot::record(&boot::BootParams {
         server_id: id,
         image: img,
+        nics,
     })
     .unwrap();
     w.store.saga_insert(&rec).await.unwrap();
@@ -181,7 +203,7 @@ async fn boot_reaches_active_with_allocations() {
 #[tokio::test]
 async fn a_failure_at_every_step_unwinds_to_error_and_leaves_nothing() {
     let w = world().await;
-    for step in 0..3 {
+    for step in 0..4 {
         for repeat_undos in [false, true] {
             let id = new_server(&w, 512).await;
             let opts = ExecOptions {
@@ -280,6 +302,7 @@ async fn a_saga_left_running_by_a_crash_resumes() {
     let rec = boot::record(&boot::BootParams {
         server_id: id,
         image: image(false),
+        nics: vec![],
     })
     .unwrap();
     w.store.saga_insert(&rec).await.unwrap();
@@ -364,4 +387,55 @@ async fn power_sync_marks_dead_guests_shutoff_and_removes_orphans() {
     // A second run finds nothing to do.
     let r = w.conductor.sync_power_states().await.unwrap();
     assert!(r.marked_shutoff.is_empty() && r.orphans_destroyed.is_empty() && r.errors.is_empty());
+}
+
+/// A project network with a /24 subnet, made through the network app layer.
+async fn project_network(w: &World, project: ProjectId) -> oxistack_model::NetworkId {
+    let ctx = oxistack_model::AuthContext::acting_for(project, UserId::new());
+    let net = w
+        .network
+        .network_create(&ctx, NetworkCreate { name: Some("private".into()), ..Default::default() })
+        .await
+        .unwrap();
+    w.network
+        .subnet_create(
+            &ctx,
+            SubnetCreate {
+                network_id: net.net.id.to_string(),
+                ip_version: 4,
+                cidr: Some("10.9.0.0/24".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    net.net.id
+}
+
+#[tokio::test]
+async fn boot_allocates_and_binds_ports_and_every_undo_releases_them() {
+    let w = world().await;
+    let project = ProjectId::new();
+    let net = project_network(&w, project).await;
+    let nic = vec![RequestedNic::Network { network_id: net, fixed_ip: None }];
+
+    let id = new_server_in(&w, 512, project).await;
+    assert_eq!(boot_nics(&w, id, image(false), nic.clone(), ExecOptions { repeat_actions: true, ..Default::default() }).await, SagaState::Done);
+    let ports = w.store.ports_of_device(&id.to_string()).await.unwrap();
+    assert_eq!(ports.len(), 1, "one port, even with every action run twice");
+    assert!(ports[0].fixed_ips[0].ip_address.to_string().starts_with("10.9.0."));
+
+    // A failure after the network step releases the port.
+    for step in 1..4 {
+        let id = new_server_in(&w, 512, project).await;
+        let opts = ExecOptions { fail_at: Some(step), repeat_undos: true, ..Default::default() };
+        assert_eq!(boot_nics(&w, id, image(false), nic.clone(), opts).await, SagaState::Failed);
+        assert!(w.store.ports_of_device(&id.to_string()).await.unwrap().is_empty(), "port left after a failure at step {step}");
+    }
+
+    // Delete releases it too.
+    let rec = delete::record(id);
+    w.store.saga_insert(&rec).await.unwrap();
+    assert_eq!(w.conductor.run(rec, ExecOptions { repeat_actions: true, ..Default::default() }).await.unwrap(), SagaState::Done);
+    assert!(w.store.ports_of_device(&id.to_string()).await.unwrap().is_empty());
 }

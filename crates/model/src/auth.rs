@@ -55,6 +55,31 @@ impl Scope {
 }
 
 impl AuthContext {
+    /// The context a workflow acts in on behalf of a resource's owner (e.g.
+    /// the boot saga allocating a server's ports): the owner's project and
+    /// user, with the member role. The API already checked the caller.
+    pub fn acting_for(project_id: ProjectId, user_id: UserId) -> AuthContext {
+        let now = crate::time::now();
+        AuthContext {
+            user_id,
+            user_name: String::new(),
+            user_domain_id: crate::id::DEFAULT_DOMAIN.into(),
+            user_domain_name: "Default".into(),
+            project_id: Some(project_id),
+            project_name: None,
+            project_domain_id: Some(crate::id::DEFAULT_DOMAIN.into()),
+            project_domain_name: Some("Default".into()),
+            domain_id: None,
+            domain_name: None,
+            roles: vec![ROLE_MEMBER.into(), ROLE_READER.into()],
+            role_ids: vec![],
+            issued_at: now,
+            expires_at: now,
+            audit_id: String::new(),
+            methods: vec![],
+        }
+    }
+
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }

@@ -67,8 +67,10 @@ pub struct ServerAddress {
 pub type ServerAddresses = BTreeMap<String, Vec<ServerAddress>>;
 
 impl Network {
-    /// The networks `auto` may mean for this caller.
-    async fn auto_network(&self, ctx: &AuthContext) -> AppResult<NetworkId> {
+    /// The network `auto` means for this caller: its project's only
+    /// network, else the only shared one. None available is a 400, several
+    /// a 409, as Nova answers.
+    pub async fn auto_network(&self, ctx: &AuthContext) -> AppResult<NetworkId> {
         let project = ctx.project()?;
         let nets = self.store.network_list(Scope::Project(project)).await?;
         let own: Vec<_> = nets

@@ -14,6 +14,15 @@ pub enum Virt {
     Fake,
 }
 
+/// The network datapath of this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DatapathKind {
+    /// Linux bridges, VXLAN, namespaces, nftables and dnsmasq (needs root).
+    Linux,
+    /// Records what it would do; touches nothing on the host.
+    Fake,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Where the cloud keeps its database, images and instances.
@@ -32,6 +41,9 @@ pub struct ServeArgs {
     /// TCG with a warning), kvm or tcg.
     #[arg(long, env = "OXISTACK_ACCEL", default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
     pub accel: String,
+    /// The network datapath of this host.
+    #[arg(long, env = "OXISTACK_DATAPATH", value_enum, default_value = "linux")]
+    pub datapath: DatapathKind,
 }
 
 /// Every setting name, for environment lookups.
@@ -115,6 +127,7 @@ mod tests {
             database: None,
             virt: Virt::Fake,
             accel: "auto".into(),
+            datapath: DatapathKind::Fake,
         };
         let s = load(&args).unwrap();
         assert_eq!(s.cpu_allocation_ratio, 2.0);

@@ -23,6 +23,23 @@ enum Command {
     Serve(config::ServeArgs),
     /// Print the effective settings (defaults, DIR/oxistack.toml, environment, flags) as TOML.
     Config(config::ServeArgs),
+    /// The metadata proxy of one tenant network (the network agent runs it
+    /// inside the network's namespace): forwards guests' requests for
+    /// 169.254.169.254 to the control plane's metadata socket.
+    MetadataProxy(MetadataProxyArgs),
+}
+
+#[derive(clap::Args)]
+struct MetadataProxyArgs {
+    #[arg(long)]
+    network_id: String,
+    /// The control plane's metadata unix socket.
+    #[arg(long)]
+    upstream: std::path::PathBuf,
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+    #[arg(long)]
+    pid_file: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +58,19 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(serve::run(args))
+        }
+        Command::MetadataProxy(a) => {
+            tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).init();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(oxistack_netdev::metadata_proxy::run(
+                oxistack_netdev::metadata_proxy::MetadataProxyConfig {
+                    network_id: a.network_id,
+                    upstream: a.upstream,
+                    listen: a.listen,
+                    pid_file: a.pid_file,
+                },
+            ))?;
+            Ok(())
         }
         Command::Config(args) => {
             let settings = config::load(&args)?;

@@ -7,18 +7,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use oxistack_agent::fake::FakeDriver;
+use oxistack_agent::network::{NetworkAgent, NetworkAgentConfig};
 use oxistack_agent::{ComputeAgent, VirtDriver};
-use oxistack_api::{AppState, SERVED};
+use oxistack_api::AppState;
 use oxistack_bus::{Bus, InProcessBus};
-use oxistack_compute::Compute;
-use oxistack_conductor::Conductor;
-use oxistack_identity::{CatalogService, Identity};
-use oxistack_images::Images;
 use oxistack_model::config::Settings;
-use oxistack_scheduler::{HostCapacity, Placement};
+use oxistack_netdev::{Datapath, FakeDatapath, LinuxDatapath};
+use oxistack_scheduler::HostCapacity;
 use oxistack_store::Store;
 
-use crate::config::{self, ServeArgs, Virt};
+use crate::config::{self, DatapathKind, ServeArgs, Virt};
 
 fn host_name(settings: &Settings) -> String {
     settings.host.clone().unwrap_or_else(|| {
@@ -93,25 +91,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .database
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}/oxistack.db", dir.display()));
-    let store = Store::open(&db_url)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Store::open(&db_url).await.map_err(anyhow_err)?;
+    let images_dir = dir.join("images");
+    std::fs::create_dir_all(&images_dir)?;
+    let bus = Arc::new(InProcessBus::new());
+    let bus_dyn: Arc<dyn Bus> = bus.clone();
+    let state = AppState::assemble(
+        store.clone(),
+        settings.clone(),
+        images_dir,
+        bus_dyn.clone(),
+        AppState::served_catalog(),
+    );
 
-    let catalog = SERVED
-        .iter()
-        .map(|(ty, name, path)| CatalogService {
-            service_type: ty.to_string(),
-            name: name.to_string(),
-            path: path.to_string(),
-        })
-        .collect();
-    let identity = Arc::new(Identity::new(store.clone(), settings.clone(), catalog));
-    let boot = identity
-        .bootstrap(
-            std::env::var("OXISTACK_ADMIN_PASSWORD")
-                .ok()
-                .filter(|p| !p.is_empty()),
-        )
+    // First start: identity bootstrap (and the clouds.yaml for the CLI).
+    let boot = state
+        .identity
+        .bootstrap(std::env::var("OXISTACK_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()))
         .await
         .map_err(|e| anyhow::anyhow!("identity bootstrap: {e}"))?;
     // The password is known when it was just generated or given; otherwise
@@ -120,43 +116,42 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         write_clouds_yaml(&dir, &settings, &boot.admin_password)?;
     }
 
-    let images_dir = dir.join("images");
-    std::fs::create_dir_all(&images_dir)?;
-    let images = Arc::new(Images::new(store.clone(), images_dir, settings.clone()));
-    let placement = Arc::new(Placement::new(store.clone(), settings.clone()));
-
+    // This host's agent: the compute role with its virt driver, and the
+    // network role with its datapath.
     let host = host_name(&settings);
     let driver: Arc<dyn VirtDriver> = match args.virt {
         Virt::Fake => Arc::new(
-            FakeDriver::new(
-                &host,
-                Some(dir.join("fake-virt.json")),
-                host_capacity(&settings, &dir),
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+            FakeDriver::new(&host, Some(dir.join("fake-virt.json")), host_capacity(&settings, &dir))
+                .map_err(anyhow_err)?,
         ),
         Virt::Qemu => {
             use oxistack_agent::qemu::{ImagePathFn, LocalImageSource, QemuConfig, QemuDriver};
             // The all-in-one host reads base images straight from the image store.
-            let store = images.clone();
-            let path_for: ImagePathFn =
-                Arc::new(move |id: oxistack_model::ImageId| store.data_path(id));
-            let mut qemu =
-                QemuConfig::new(&host, dir.clone(), Arc::new(LocalImageSource::new(path_for)));
+            let images = state.images.clone();
+            let path_for: ImagePathFn = Arc::new(move |id: oxistack_model::ImageId| images.data_path(id));
+            let mut qemu = QemuConfig::new(&host, dir.clone(), Arc::new(LocalImageSource::new(path_for)));
             qemu.accel = args.accel.parse().map_err(|e: String| anyhow::anyhow!(e))?;
             qemu.capacity = Some(host_capacity(&settings, &dir));
             // Runs the accelerator probe once; a TCG fallback is logged there, once.
-            Arc::new(QemuDriver::new(qemu).await.map_err(|e| anyhow::anyhow!("{e}"))?)
+            Arc::new(QemuDriver::new(qemu).await.map_err(anyhow_err)?)
         }
     };
-    let facts = driver.facts().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let facts = driver.facts().await.map_err(anyhow_err)?;
     store
         .host_upsert(&host, &facts.virt_type, &serde_json::to_value(&facts)?)
         .await
         .map_err(|e| anyhow::anyhow!("recording host {host}: {e}"))?;
-    let bus = Arc::new(InProcessBus::new());
     bus.register(&host, Arc::new(ComputeAgent::new(driver)));
-    placement
+    let datapath: Arc<dyn Datapath> = match args.datapath {
+        DatapathKind::Linux => Arc::new(LinuxDatapath::new()),
+        DatapathKind::Fake => Arc::new(FakeDatapath::new()),
+    };
+    bus.register_network(
+        &host,
+        Arc::new(NetworkAgent::new(datapath, NetworkAgentConfig::new(dir.join("network")))),
+    );
+    state
+        .placement
         .ensure_host_provider(
             &host,
             HostCapacity {
@@ -168,91 +163,86 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("placement: {e}"))?;
 
-    let bus_dyn: Arc<dyn Bus> = bus;
-    let bus_for_network = bus_dyn.clone();
-    let conductor = Conductor::new(store.clone(), bus_dyn, placement.clone(), settings.clone());
-    let compute = Arc::new(Compute::new(
-        store.clone(),
-        conductor.clone(),
-        images.clone(),
-        settings.clone(),
-    ));
-    compute
-        .ensure_default_flavors()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let resumed = conductor
-        .resume_unfinished()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if resumed > 0 {
-        tracing::info!(resumed, "resumed unfinished workflows");
-    }
-    let sync = conductor.spawn_power_sync(Duration::from_secs(
-        settings.power_sync_interval_secs.max(1),
-    ));
-
-    let network = Arc::new(oxistack_network::Network::new(store.clone(), settings.clone()));
+    state.compute.ensure_default_flavors().await.map_err(anyhow_err)?;
     let admin_project = store
         .project_by_name(oxistack_model::DEFAULT_DOMAIN, "admin")
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map_err(anyhow_err)?
         .and_then(|p| p.id.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("the admin project is missing after bootstrap"))?;
-    network
+    state
+        .network
         .ensure_public_network(admin_project)
         .await
         .map_err(|e| anyhow::anyhow!("public network: {e}"))?;
-    let network_reconciler = network.spawn_reconciler(
-        bus_for_network.clone(),
+
+    // The metadata service, for the metadata proxies in tenant networks.
+    let metadata_sock = dir.join("metadata.sock");
+    let _ = std::fs::remove_file(&metadata_sock);
+    let metadata_listener = tokio::net::UnixListener::bind(&metadata_sock)
+        .with_context(|| format!("listening on {}", metadata_sock.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&metadata_sock, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let metadata_app = oxistack_api::metadata::router(state.clone());
+    let metadata = tokio::spawn(async move {
+        if let Err(e) = axum::serve(metadata_listener, metadata_app).await {
+            tracing::error!(error = %e, "the metadata service stopped");
+        }
+    });
+
+    let conductor = state.compute.conductor.clone();
+    let resumed = conductor.resume_unfinished().await.map_err(anyhow_err)?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed unfinished workflows");
+    }
+    let sync = conductor.spawn_power_sync(Duration::from_secs(settings.power_sync_interval_secs.max(1)));
+    let network_reconciler = state.network.spawn_reconciler(
+        bus_dyn,
         host.clone(),
         Duration::from_secs(settings.network_reconcile_interval_secs.max(1)),
-        None,
+        Some(metadata_sock.display().to_string()),
     );
 
-    let state = AppState {
-        settings: settings.clone(),
-        identity,
-        images,
-        compute,
-        placement,
-        network,
-    };
     let app = oxistack_api::router(state);
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     let url = settings.public_url();
-    println!(
-        "OxiStack is serving the cloud at {url} (listening on {})",
-        listener.local_addr()?
-    );
+    println!("OxiStack is serving the cloud at {url} (listening on {})", listener.local_addr()?);
     println!("  data:     {}", dir.display());
     println!(
         "  database: {}",
-        if db_url.starts_with("sqlite") {
-            db_url.as_str()
-        } else {
-            "postgres (from --database)"
-        }
+        if db_url.starts_with("sqlite") { db_url.as_str() } else { "postgres (from --database)" }
     );
     println!(
-        "  host:     {host} (virt: {}, {} vCPU, {} MB, {} GB)",
-        facts.virt_type, facts.vcpus, facts.memory_mb, facts.disk_gb
+        "  host:     {host} (virt: {}, accel: {}, {} vCPU, {} MB, {} GB)",
+        facts.virt_type, facts.accel, facts.vcpus, facts.memory_mb, facts.disk_gb
     );
-    println!("  CLI:      export OS_CLIENT_CONFIG_FILE={}/clouds.yaml OS_CLOUD=oxistack; openstack server list", dir.display());
+    for w in &facts.warnings {
+        println!("  WARNING:  {w}");
+    }
+    println!(
+        "  CLI:      export OS_CLIENT_CONFIG_FILE={}/clouds.yaml OS_CLOUD=oxistack; openstack server list",
+        dir.display()
+    );
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     sync.abort();
     network_reconciler.abort();
+    metadata.abort();
+    let _ = std::fs::remove_file(&metadata_sock);
     tracing::info!("stopping: waiting for running workflows");
     // Running sagas finish their current step; unfinished ones resume at next start.
     let _ = tokio::time::timeout(Duration::from_secs(10), conductor.drain()).await;
     store.close().await;
     println!("OxiStack stopped.");
     Ok(())
+}
+
+fn anyhow_err(e: oxistack_model::AppError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
 }
 
 async fn shutdown_signal() {

@@ -147,3 +147,55 @@ impl Store {
         tx.commit().await.map_err(db_err)
     }
 }
+
+impl Store {
+    /// The newest saga of `kind` on `target` that finished its work.
+    pub async fn saga_latest_done(&self, kind: &str, target: &str) -> AppResult<Option<SagaRecord>> {
+        let row = sqlx::query(
+            "SELECT id FROM sagas WHERE kind = $1 AND target_id = $2 AND state = 'done'
+             ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(kind)
+        .bind(target)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db_err)?;
+        match row {
+            Some(r) => {
+                let id: SagaId = r.text("id").parse().unwrap_or_default();
+                self.saga_get(&id).await
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+impl Store {
+    /// A value of the `secrets` table, if set.
+    pub async fn secret_get(&self, name: &str) -> AppResult<Option<String>> {
+        let v: Option<String> = sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(v)
+    }
+
+    /// Sets a value of the `secrets` table (replacing any).
+    pub async fn secret_put(&self, name: &str, value: &str) -> AppResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM secrets WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3)")
+            .bind(name)
+            .bind(value)
+            .bind(ts(&oxistack_model::time::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+}

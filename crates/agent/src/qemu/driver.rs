@@ -12,7 +12,7 @@ use oxistack_model::server_state::PowerState;
 use oxistack_model::{AppError, AppResult, ErrorKind, ServerId};
 use oxistack_qemu::{
     find_instance_qemu, is_instance_qemu, launch, probe_accel, terminate, Accel, AccelRequest,
-    DiskFile, DiskFormat, FirmwareType, ImageProperties, MachineProfile, ProbeOutcome, QmpClient,
+    DiskFile, DiskFormat, FirmwareType, ImageProperties, MachineProfile, Nic, ProbeOutcome, QmpClient,
     QmpError, RunState, UefiVars, OVMF_VARS_TEMPLATE_PATH, QEMU_SYSTEM_X86_64,
 };
 use tokio::sync::Mutex as AsyncMutex;
@@ -245,7 +245,14 @@ impl QemuDriver {
             ephemeral_disk,
             swap_disk,
             config_drive,
-            nics: vec![],
+            nics: spec
+                .nics
+                .iter()
+                .map(|n| Nic {
+                    tap: n.tap.clone(),
+                    mac: n.mac.clone(),
+                })
+                .collect(),
             serial_log: dir.console_log(),
             qmp_socket: dir.qmp_socket(),
             pidfile: dir.pidfile(),

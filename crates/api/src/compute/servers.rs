@@ -1,6 +1,6 @@
 //! Servers: create, list, show, update, delete, actions, metadata, tags.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use oxistack_bus::PowerCommand;
 use oxistack_compute::servers::{NetworksRequest, ServerCreate};
+use oxistack_network::servers::RequestedNic;
 use oxistack_model::server_state::{api_status, VmState};
 use oxistack_model::time::{iso_seconds, parse as parse_time};
 use oxistack_model::{AppError, AuthContext, ServerId};
@@ -44,7 +45,36 @@ fn brief(state: &AppState, s: &Server) -> Value {
 }
 
 /// The full server view for a microversion, as Nova's `views/servers.py`.
-fn full(state: &AppState, ctx: &AuthContext, s: &Server, v: ApiVersion) -> Value {
+/// Nova's `addresses`: network name → addresses, from the server's ports.
+async fn addresses_of(state: &AppState, servers: &[Server]) -> Result<HashMap<ServerId, Value>, AppError> {
+    let ids: Vec<ServerId> = servers.iter().map(|s| s.id).collect();
+    let map = state.network.server_addresses(&ids).await?;
+    Ok(map
+        .into_iter()
+        .map(|(id, nets)| {
+            let v: serde_json::Map<String, Value> = nets
+                .into_iter()
+                .map(|(name, addrs)| {
+                    let list: Vec<Value> = addrs
+                        .iter()
+                        .map(|a| {
+                            json!({
+                                "version": a.version,
+                                "addr": a.addr.to_string(),
+                                "OS-EXT-IPS:type": a.kind,
+                                "OS-EXT-IPS-MAC:mac_addr": a.mac,
+                            })
+                        })
+                        .collect();
+                    (name, Value::Array(list))
+                })
+                .collect();
+            (id, Value::Object(v))
+        })
+        .collect())
+}
+
+fn full(state: &AppState, ctx: &AuthContext, s: &Server, v: ApiVersion, addresses: Option<&Value>) -> Value {
     let admin = ctx.is_admin();
     let status = api_status(s.vm_state, s.task_state);
     let base = state.settings.public_url();
@@ -76,7 +106,7 @@ fn full(state: &AppState, ctx: &AuthContext, s: &Server, v: ApiVersion) -> Value
         "flavor": flavor,
         "created": iso_seconds(&s.created_at),
         "updated": iso_seconds(&s.updated_at),
-        "addresses": {},
+        "addresses": addresses.cloned().unwrap_or_else(|| json!({})),
         "accessIPv4": s.access_ipv4,
         "accessIPv6": s.access_ipv6,
         "links": links(state, &format!("servers/{}", s.id)),
@@ -295,8 +325,9 @@ pub async fn detail(
 ) -> ApiResult<impl IntoResponse> {
     let (mut servers, next, _) = listed(&state, &auth, v, &q).await?;
     state.compute.store.attach_details(&mut servers).await?;
+    let addrs = addresses_of(&state, &servers).await?;
     let mut body =
-        json!({"servers": servers.iter().map(|s| full(&state, &auth.0, s, v)).collect::<Vec<_>>()});
+        json!({"servers": servers.iter().map(|s| full(&state, &auth.0, s, v, addrs.get(&s.id))).collect::<Vec<_>>()});
     if let Some(n) = next {
         body["servers_links"] = n;
     }
@@ -310,7 +341,8 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let s = state.compute.server_get(&auth.0, &server_id(&id)?).await?;
-    Ok(Json(json!({"server": full(&state, &auth.0, &s, v)})))
+    let addrs = addresses_of(&state, std::slice::from_ref(&s)).await?;
+    Ok(Json(json!({"server": full(&state, &auth.0, &s, v, addrs.get(&s.id))})))
 }
 
 fn str_field(o: &Value, k: &str) -> Result<Option<String>, AppError> {
@@ -374,6 +406,30 @@ const CREATE_KEYS: &[&str] = &[
     "block_device_mapping_v2",
     "personality",
 ];
+
+/// One item of `networks`: `{"uuid": net, "fixed_ip": ip}` or `{"port": id}`
+/// (with an optional device `tag`, 2.32+, accepted and not used).
+fn requested_nic(item: &Value) -> Result<RequestedNic, AppError> {
+    let bad = |what: &str| AppError::bad_request(format!("Invalid input for field/attribute networks: {what}. Value: {item}."));
+    let o = item.as_object().ok_or_else(|| bad("an object is expected"))?;
+    for k in o.keys() {
+        if !matches!(k.as_str(), "uuid" | "port" | "fixed_ip" | "tag") {
+            return Err(bad(&format!("'{k}' is not allowed")));
+        }
+    }
+    let text = |k: &str| o.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+    match (text("port"), text("uuid")) {
+        (Some(p), _) => Ok(RequestedNic::Port(p.parse().map_err(|_| bad("bad port id"))?)),
+        (None, Some(n)) => Ok(RequestedNic::Network {
+            network_id: n.parse().map_err(|_| bad("bad network uuid"))?,
+            fixed_ip: match text("fixed_ip") {
+                Some(ip) => Some(ip.parse().map_err(|_| bad("bad fixed_ip"))?),
+                None => None,
+            },
+        }),
+        (None, None) => Err(bad("a network uuid or a port is required")),
+    }
+}
 
 /// Block device mappings: only the image-backed local root disk (what
 /// clients send for a plain image boot) is served; volumes come with the
@@ -469,7 +525,11 @@ pub async fn create(
         None => NetworksRequest::Auto,
         Some(Value::String(n)) if n == "auto" && v.at_least(2, 37) => NetworksRequest::Auto,
         Some(Value::String(n)) if n == "none" && v.at_least(2, 37) => NetworksRequest::None,
-        Some(list @ Value::Array(_)) => NetworksRequest::List(list.clone()),
+        Some(Value::Array(list)) => NetworksRequest::List(
+            list.iter()
+                .map(requested_nic)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
         Some(other) => {
             return Err(AppError::bad_request(format!(
                 "Invalid input for field/attribute networks. Value: {other}."
@@ -603,7 +663,8 @@ pub async fn update(
         .compute
         .server_update(&auth.0, &sid, name, description)
         .await?;
-    Ok(Json(json!({"server": full(&state, &auth.0, &server, v)})))
+    let addrs = addresses_of(&state, std::slice::from_ref(&server)).await?;
+    Ok(Json(json!({"server": full(&state, &auth.0, &server, v, addrs.get(&server.id))})))
 }
 
 pub async fn delete(

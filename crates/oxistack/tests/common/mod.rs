@@ -88,6 +88,7 @@ pub struct Cloud {
     _db: Option<oxistack_store::test_db::TestDb>,
     extra_env: Vec<(String, String)>,
     virt: &'static str,
+    datapath: &'static str,
 }
 
 impl Cloud {
@@ -103,6 +104,13 @@ impl Cloud {
     /// Starts a cloud with the given virt driver (`fake` or `qemu`; qemu
     /// runs under TCG in tests).
     pub fn start_virt(virt: &'static str, env: &[(&str, &str)]) -> Cloud {
+        Self::start_full(virt, "fake", env)
+    }
+
+    /// Starts a cloud with a virt driver and a network datapath (`linux`
+    /// builds real bridges and namespaces: give it a unique
+    /// `OXISTACK_PUBLIC_BRIDGE`).
+    pub fn start_full(virt: &'static str, datapath: &'static str, env: &[(&str, &str)]) -> Cloud {
         let db = if oxistack_store::test_db::engine_under_test() == oxistack_store::Engine::Postgres
         {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -132,6 +140,7 @@ impl Cloud {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             virt,
+            datapath,
         };
         c.launch();
         c
@@ -152,6 +161,8 @@ impl Cloud {
             .arg(self.virt)
             .arg("--accel")
             .arg("tcg")
+            .arg("--datapath")
+            .arg(self.datapath)
             .env("OXISTACK_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("OXISTACK_HOST", "e2e-host")
             .env("OXISTACK_HOST_VCPUS", "8")
