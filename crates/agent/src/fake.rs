@@ -309,7 +309,7 @@ mod tests {
         let log = d.console_output(id, None).await.unwrap();
         assert!(log.contains("boot 3"), "{log}");
         assert_eq!(
-            d.console_output(id, Some(1)).await.unwrap(),
+            d.console_output(id, Some(2)).await.unwrap(),
             "fake-virt: hostname=vm1\n"
         );
 

@@ -72,18 +72,16 @@ impl AgentApi for ComputeAgent {
     }
 }
 
-/// The last `n` lines of a console log (all of it when `n` is None).
+/// The last `n` lines of a console log (all of it when `n` is None), as
+/// Nova cuts them: the log split on `\n`, the last `n` pieces joined again.
+/// A log ending in a newline thus ends in an empty piece, which counts,
+/// exactly as clients (and Tempest) count the lines of the answer.
 pub fn tail_lines(log: &str, n: Option<usize>) -> String {
     match n {
         None => log.to_string(),
         Some(n) => {
-            let lines: Vec<&str> = log.lines().collect();
-            let start = lines.len().saturating_sub(n);
-            let mut out = lines[start..].join("\n");
-            if !out.is_empty() {
-                out.push('\n');
-            }
-            out
+            let pieces: Vec<&str> = log.split('\n').collect();
+            pieces[pieces.len().saturating_sub(n)..].join("\n")
         }
     }
 }
@@ -93,8 +91,11 @@ mod tests {
     use super::tail_lines;
 
     #[test]
-    fn tail_keeps_the_last_lines() {
-        assert_eq!(tail_lines("a\nb\nc\n", Some(2)), "b\nc\n");
+    fn tail_keeps_the_last_lines_as_nova_counts_them() {
+        // "a\nb\nc\n" is four pieces: a, b, c and the empty one after the last newline.
+        assert_eq!(tail_lines("a\nb\nc\n", Some(3)), "b\nc\n");
+        assert_eq!(tail_lines("a\nb\nc\n", Some(3)).split('\n').count(), 3);
+        assert_eq!(tail_lines("a\nb\nc", Some(2)), "b\nc");
         assert_eq!(tail_lines("a\nb\nc\n", Some(9)), "a\nb\nc\n");
         assert_eq!(tail_lines("a\nb\n", None), "a\nb\n");
         assert_eq!(tail_lines("", Some(3)), "");

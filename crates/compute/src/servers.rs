@@ -14,7 +14,7 @@ use oxistack_network::servers::RequestedNic;
 use oxistack_model::server_state::{check_action, PowerState, ServerAction, TaskState, VmState};
 use oxistack_model::time::now;
 use oxistack_model::{AppError, AppResult, AuthContext, ImageId, Scope, ServerId};
-use oxistack_store::compute::{Server, ServerFilter, ServerUpdate};
+use oxistack_store::compute::{Server, ServerFields, ServerFilter, ServerUpdate};
 use rand::Rng;
 
 use crate::Compute;
@@ -48,6 +48,8 @@ pub struct ServerCreate {
     pub access_ipv6: Option<String>,
     pub admin_pass: Option<String>,
     pub tags: Vec<String>,
+    /// Security group names or ids for the server's new ports (default: `default`).
+    pub security_groups: Vec<String>,
 }
 
 pub struct Created {
@@ -94,6 +96,20 @@ fn generate_password() -> String {
 }
 
 pub const MAX_TAGS: usize = 50;
+
+/// An access address as Nova keeps it: checked, and IPv6 in its canonical
+/// form (`::babe:220.12.22.2` is stored as `::babe:dc0c:1602`).
+pub fn access_ip(a: &str, version: u8) -> AppResult<String> {
+    if a.is_empty() {
+        return Ok(String::new());
+    }
+    let field = if version == 4 { "accessIPv4" } else { "accessIPv6" };
+    let bad = || AppError::bad_request(format!("Invalid input for field/attribute {field}. Value: {a}. '{a}' is not a '{}'", if version == 4 { "ipv4" } else { "ipv6" }));
+    match version {
+        4 => a.parse::<std::net::Ipv4Addr>().map(|ip| ip.to_string()).map_err(|_| bad()),
+        _ => a.parse::<std::net::Ipv6Addr>().map(|ip| ip.to_string()).map_err(|_| bad()),
+    }
+}
 
 pub fn validate_tag(tag: &str) -> AppResult<()> {
     if tag.is_empty() || tag.len() > 60 || tag.contains('/') || tag.contains(',') {
@@ -149,6 +165,9 @@ impl Compute {
             )));
         }
         let nics = self.requested_nics(ctx, &req.networks).await?;
+        let security_groups = self.requested_security_groups(ctx, &req.security_groups).await?;
+        let access_ipv4 = req.access_ipv4.as_deref().map(|a| access_ip(a, 4)).transpose()?;
+        let access_ipv6 = req.access_ipv6.as_deref().map(|a| access_ip(a, 6)).transpose()?;
         if let Some(zone) = &req.availability_zone {
             // `zone:host` forms are admin host pinning; only the zone matters here.
             let z = zone.split(':').next().unwrap_or("");
@@ -267,8 +286,8 @@ impl Compute {
                 vm_state: VmState::Building,
                 task_state: Some(TaskState::Scheduling),
                 power_state: PowerState::NoState,
-                access_ipv4: req.access_ipv4.clone().unwrap_or_default(),
-                access_ipv6: req.access_ipv6.clone().unwrap_or_default(),
+                access_ipv4: access_ipv4.clone().unwrap_or_default(),
+                access_ipv6: access_ipv6.clone().unwrap_or_default(),
                 reservation_id: reservation_id.clone(),
                 launch_index: i,
                 locked: false,
@@ -313,6 +332,7 @@ impl Compute {
                 server_id: s.id,
                 image: image_spec.clone(),
                 nics: nics.clone(),
+                security_groups: security_groups.clone(),
             })?;
             self.conductor.start(rec).await?;
         }
@@ -321,6 +341,33 @@ impl Compute {
             admin_pass: req.admin_pass.unwrap_or_else(generate_password),
             reservation_id,
         })
+    }
+
+    /// Resolves the security groups a create names (by name or id) to ids;
+    /// an unknown one is a 400, as Nova answers. Only `default` (or none)
+    /// leaves the ports with the project's default group.
+    async fn requested_security_groups(&self, ctx: &AuthContext, wanted: &[String]) -> AppResult<Vec<String>> {
+        if wanted.iter().all(|w| w == "default") {
+            return Ok(vec![]);
+        }
+        let groups = self.network.security_group_list(ctx).await?;
+        let mut ids = Vec::new();
+        for w in wanted {
+            let found = groups
+                .iter()
+                .find(|g| g.group.id.to_string() == *w || g.group.name == *w)
+                .ok_or_else(|| {
+                    AppError::bad_request(format!(
+                        "Security group {w} not found for project {}.",
+                        ctx.project_id.map(|p| p.to_string()).unwrap_or_default()
+                    ))
+                })?;
+            let id = found.group.id.to_string();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
     }
 
     /// Checks the NICs a create asks for, so a bad one is a 400 now rather
@@ -398,31 +445,21 @@ impl Compute {
         Ok(servers)
     }
 
-    pub async fn server_update(
-        &self,
-        ctx: &AuthContext,
-        id: &ServerId,
-        name: Option<&str>,
-        description: Option<Option<&str>>,
-    ) -> AppResult<Server> {
+    pub async fn server_update(&self, ctx: &AuthContext, id: &ServerId, mut f: ServerFields) -> AppResult<Server> {
         ctx.require_member()?;
-        if let Some(n) = name {
+        if let Some(n) = &f.name {
             if n.trim().is_empty() || n.len() > 255 {
-                return Err(AppError::bad_request(
-                    "Invalid input for field/attribute name.",
-                ));
+                return Err(AppError::bad_request("Invalid input for field/attribute name."));
             }
         }
-        if let Some(Some(d)) = description {
+        if let Some(Some(d)) = &f.description {
             if d.len() > 255 {
-                return Err(AppError::bad_request(
-                    "Invalid input for field/attribute description.",
-                ));
+                return Err(AppError::bad_request("Invalid input for field/attribute description."));
             }
         }
-        self.store
-            .server_rename(ctx.lookup_scope()?, id, name, description)
-            .await?;
+        f.access_ipv4 = f.access_ipv4.as_deref().map(|a| access_ip(a, 4)).transpose()?;
+        f.access_ipv6 = f.access_ipv6.as_deref().map(|a| access_ip(a, 6)).transpose()?;
+        self.store.server_update_fields(ctx.lookup_scope()?, id, &f).await?;
         self.server_get(ctx, id).await
     }
 
@@ -620,6 +657,15 @@ mod tests {
         assert_eq!(sanitize_hostname("--a..b--"), "a-b");
         assert_eq!(sanitize_hostname(&"x".repeat(80)).len(), 63);
         assert_eq!(sanitize_hostname("!!!"), "");
+    }
+
+    #[test]
+    fn access_ips_are_checked_and_ipv6_normalised() {
+        assert_eq!(access_ip("::babe:220.12.22.2", 6).unwrap(), "::babe:dc0c:1602");
+        assert_eq!(access_ip("10.0.0.1", 4).unwrap(), "10.0.0.1");
+        assert_eq!(access_ip("", 4).unwrap(), "");
+        assert_eq!(access_ip("1.2.3", 4).unwrap_err().status(), 400);
+        assert_eq!(access_ip("10.0.0.1", 6).unwrap_err().status(), 400);
     }
 
     #[test]

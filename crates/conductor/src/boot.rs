@@ -9,6 +9,7 @@
 
 use async_trait::async_trait;
 use oxistack_bus::{ImageSpec, InstanceSpec, NicSpec};
+use oxistack_network::ports::PortUpdate;
 use oxistack_network::servers::{PortBinding, RequestedNic};
 use oxistack_model::server_state::{PowerState, TaskState, VmState};
 use oxistack_model::time::now;
@@ -31,6 +32,9 @@ pub struct BootParams {
     /// The NICs asked for; empty for `networks: none`.
     #[serde(default)]
     pub nics: Vec<RequestedNic>,
+    /// Security group ids for the new ports; empty for the default group.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
 }
 
 pub fn record(params: &BootParams) -> AppResult<SagaRecord> {
@@ -164,6 +168,19 @@ impl SagaKind<Conductor> for BootSaga {
                     .await?;
                 let mut nics = Vec::new();
                 for port in &ports {
+                    let created_here = !p.nics.contains(&RequestedNic::Port(port.port_id));
+                    if created_here && !p.security_groups.is_empty() {
+                        c.network
+                            .port_update(
+                                &ctx,
+                                &port.port_id,
+                                PortUpdate {
+                                    security_groups: Some(Some(p.security_groups.clone())),
+                                    ..Default::default()
+                                },
+                            )
+                            .await?;
+                    }
                     c.network
                         .bind_port(
                             &port.port_id,

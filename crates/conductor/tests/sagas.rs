@@ -163,6 +163,7 @@ async fn boot_nics(
         server_id: id,
         image: img,
         nics,
+        security_groups: vec![],
     })
     .unwrap();
     w.store.saga_insert(&rec).await.unwrap();
@@ -303,6 +304,7 @@ async fn a_saga_left_running_by_a_crash_resumes() {
         server_id: id,
         image: image(false),
         nics: vec![],
+        security_groups: vec![],
     })
     .unwrap();
     w.store.saga_insert(&rec).await.unwrap();

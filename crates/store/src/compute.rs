@@ -528,6 +528,16 @@ pub struct ComputeUsage {
     pub ram_mb: i64,
 }
 
+/// The fields a user may change on a server (None: leave as is).
+#[derive(Debug, Clone, Default)]
+pub struct ServerFields {
+    pub name: Option<String>,
+    /// Some(None) clears the description.
+    pub description: Option<Option<String>>,
+    pub access_ipv4: Option<String>,
+    pub access_ipv6: Option<String>,
+}
+
 /// A state change, applied only if the server's generation is unchanged.
 #[derive(Debug, Clone, Default)]
 pub struct ServerUpdate {
@@ -838,23 +848,22 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    pub async fn server_rename(
-        &self,
-        scope: Scope,
-        id: &ServerId,
-        name: Option<&str>,
-        description: Option<Option<&str>>,
-    ) -> AppResult<()> {
+    /// Changes the user-editable fields of a server (None: unchanged).
+    pub async fn server_update_fields(&self, scope: Scope, id: &ServerId, f: &ServerFields) -> AppResult<()> {
         let now = ts(&oxistack_model::time::now());
         let r = sqlx::query(
             "UPDATE servers SET name = COALESCE($1, name),
                 description = CASE WHEN $2 = 1 THEN $3 ELSE description END,
-                updated_at = $4, generation = generation + 1
-             WHERE id = $5 AND deleted = 0 AND ($6 IS NULL OR project_id = $6)",
+                access_ipv4 = COALESCE($4, access_ipv4),
+                access_ipv6 = COALESCE($5, access_ipv6),
+                updated_at = $6, generation = generation + 1
+             WHERE id = $7 AND deleted = 0 AND ($8 IS NULL OR project_id = $8)",
         )
-        .bind(name)
-        .bind(description.is_some() as i64)
-        .bind(description.flatten())
+        .bind(&f.name)
+        .bind(f.description.is_some() as i64)
+        .bind(f.description.clone().flatten())
+        .bind(&f.access_ipv4)
+        .bind(&f.access_ipv6)
         .bind(now)
         .bind(id.to_string())
         .bind(scope.project())
@@ -862,9 +871,7 @@ impl Store {
         .await
         .map_err(db_err)?;
         if r.rows_affected() == 0 {
-            return Err(AppError::not_found(format!(
-                "Instance {id} could not be found."
-            )));
+            return Err(AppError::not_found(format!("Instance {id} could not be found.")));
         }
         Ok(())
     }

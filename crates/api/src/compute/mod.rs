@@ -22,6 +22,8 @@ use crate::AppState;
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/", get(versions::root))
+        .route("/v2", get(versions::v20))
+        .route("/v2/", get(versions::v20))
         .route("/v2.1", get(versions::v21))
         .route("/v2.1/", get(versions::v21))
         .route("/v2.1/flavors", get(flavors::list).post(flavors::create))
@@ -62,6 +64,8 @@ pub fn router(state: AppState) -> Router {
                 .delete(servers::delete),
         )
         .route("/v2.1/servers/{id}/action", post(servers::action))
+        .route("/v2.1/servers/{id}/ips", get(servers::ips))
+        .route("/v2.1/servers/{id}/ips/{network}", get(servers::ips_of_network))
         .route(
             "/v2.1/servers/{id}/metadata",
             get(servers::metadata_list)

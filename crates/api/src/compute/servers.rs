@@ -12,7 +12,7 @@ use oxistack_network::servers::RequestedNic;
 use oxistack_model::server_state::{api_status, VmState};
 use oxistack_model::time::{iso_seconds, parse as parse_time};
 use oxistack_model::{AppError, AuthContext, ServerId};
-use oxistack_store::compute::{Server, ServerFilter};
+use oxistack_store::compute::{Server, ServerFields, ServerFilter};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha224};
 
@@ -267,10 +267,24 @@ async fn listed(
                 .any(|w| w == st || (w == "DELETED" && s.deleted))
         });
     }
-    if let Some(ip) = q.get("ip") {
-        // No server has addresses until the network API exists.
-        let _ = ip;
-        servers.clear();
+    // `ip` and `ip6` are regular expressions on the servers' fixed and
+    // floating addresses, as Nova matches them.
+    for (key, version) in [("ip", 4), ("ip6", 6)] {
+        if key == "ip6" && !v.at_least(2, 5) && !ctx.is_admin() {
+            continue;
+        }
+        if let Some(pattern) = q.get(key) {
+            let re = regex::Regex::new(pattern)
+                .map_err(|_| AppError::bad_request(format!("Invalid {key} filter {pattern:?}.")))?;
+            let addrs = addresses_of(state, &servers).await?;
+            servers.retain(|s| {
+                addrs.get(&s.id).and_then(|a| a.as_object()).is_some_and(|nets| {
+                    nets.values().flat_map(|l| l.as_array().into_iter().flatten()).any(|a| {
+                        a["version"] == version && a["addr"].as_str().is_some_and(|addr| re.is_match(addr))
+                    })
+                })
+            });
+        }
     }
     if let Some(m) = q.get("marker") {
         let pos = servers
@@ -589,6 +603,20 @@ pub async fn create(
         access_ipv4: str_field(s, "accessIPv4")?,
         access_ipv6: str_field(s, "accessIPv6")?,
         admin_pass: str_field(s, "adminPass")?,
+        security_groups: match s.get("security_groups") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Array(list)) => list
+                .iter()
+                .map(|g| {
+                    g.get("name")
+                        .and_then(|n| n.as_str())
+                        .filter(|n| !n.is_empty())
+                        .map(String::from)
+                        .ok_or_else(|| AppError::bad_request("Invalid input for field/attribute security_groups."))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => return Err(AppError::bad_request("Invalid input for field/attribute security_groups.").into()),
+        },
         tags,
     };
     let created = state.compute.server_create(&auth.0, req).await?;
@@ -643,7 +671,7 @@ pub async fn update(
     }
     let name = match s.get("name") {
         None => None,
-        Some(Value::String(n)) => Some(n.as_str()),
+        Some(Value::String(n)) => Some(n.clone()),
         Some(_) => {
             return Err(AppError::bad_request("Invalid input for field/attribute name.").into())
         }
@@ -651,20 +679,73 @@ pub async fn update(
     let description = match s.get("description") {
         None => None,
         Some(Value::Null) => Some(None),
-        Some(Value::String(d)) => Some(Some(d.as_str())),
+        Some(Value::String(d)) => Some(Some(d.clone())),
         Some(_) => {
             return Err(
                 AppError::bad_request("Invalid input for field/attribute description.").into(),
             )
         }
     };
+    let fields = ServerFields {
+        name,
+        description,
+        access_ipv4: str_field(&Value::Object(s.clone()), "accessIPv4")?,
+        access_ipv6: str_field(&Value::Object(s.clone()), "accessIPv6")?,
+    };
     let sid = server_id(&id)?;
-    let server = state
-        .compute
-        .server_update(&auth.0, &sid, name, description)
-        .await?;
+    let server = state.compute.server_update(&auth.0, &sid, fields).await?;
     let addrs = addresses_of(&state, std::slice::from_ref(&server)).await?;
-    Ok(Json(json!({"server": full(&state, &auth.0, &server, v, addrs.get(&server.id))})))
+    let mut view = full(&state, &auth.0, &server, v, addrs.get(&server.id));
+    // Before 2.75 the update answers with the base server view only.
+    if !v.at_least(2, 75) {
+        if let Some(o) = view.as_object_mut() {
+            o.retain(|k, _| !k.contains(':') || k == "OS-DCF:diskConfig");
+            for k in ["config_drive", "key_name", "os-extended-volumes:volumes_attached", "security_groups", "host_status", "fault"] {
+                o.remove(k);
+            }
+        }
+    }
+    Ok(Json(json!({ "server": view })))
+}
+
+/// `GET /servers/{id}/ips`: the server's addresses by network.
+pub async fn ips(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let s = state.compute.server_get(&auth.0, &server_id(&id)?).await?;
+    let addrs = addresses_of(&state, std::slice::from_ref(&s)).await?;
+    Ok(Json(json!({"addresses": ips_view(addrs.get(&s.id))})))
+}
+
+/// `GET /servers/{id}/ips/{network}`: the addresses on one network.
+pub async fn ips_of_network(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, network)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let s = state.compute.server_get(&auth.0, &server_id(&id)?).await?;
+    let addrs = addresses_of(&state, std::slice::from_ref(&s)).await?;
+    let view = ips_view(addrs.get(&s.id));
+    let list = view
+        .get(&network)
+        .cloned()
+        .ok_or_else(|| AppError::not_found("Instance is not a member of specified network"))?;
+    Ok(Json(json!({ network: list })))
+}
+
+/// The `ips` views carry only version and addr.
+fn ips_view(addrs: Option<&Value>) -> Value {
+    let mut out = serde_json::Map::new();
+    if let Some(Value::Object(nets)) = addrs {
+        for (name, list) in nets {
+            let l: Vec<Value> = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| json!({"version": a["version"], "addr": a["addr"]}))
+                .collect();
+            out.insert(name.clone(), Value::Array(l));
+        }
+    }
+    Value::Object(out)
 }
 
 pub async fn delete(

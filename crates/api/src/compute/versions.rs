@@ -16,7 +16,7 @@ use crate::AppState;
 /// (version, what changed for the resources OxiStack serves).
 pub const HISTORY: &[(&str, &str)] = &[
     ("2.1", "base v2.1 API"),
-    ("2.2", "keypair `type` (ssh; x509 refused)"),
+    ("2.2", "keypair `type`: ssh, or x509 (Ed25519 certificates)"),
     (
         "2.3",
         "extended server attributes: reservation_id, launch_index, hostname, …",
@@ -28,7 +28,10 @@ pub const HISTORY: &[(&str, &str)] = &[
     ("2.8", "mks consoles (not served)"),
     ("2.9", "server `locked`"),
     ("2.10", "keypairs: admin `user_id` parameter"),
-    ("2.11", "services: `forced_down` shown (force-down itself not served)"),
+    (
+        "2.11",
+        "services: `forced_down` shown (force-down itself not served)",
+    ),
     ("2.12", "hypervisors: no change for what is served"),
     ("2.13", "server groups user/project (not served)"),
     ("2.14", "evacuate (not served)"),
@@ -88,8 +91,34 @@ fn v21_doc(state: &AppState) -> serde_json::Value {
     })
 }
 
+/// The legacy v2.0 entry Nova lists first (SUPPORTED, no microversions):
+/// clients and Tempest's `test_list_api_versions` expect it there, and pick
+/// v2.1, the CURRENT one, to talk to.
+fn v20_doc(state: &AppState) -> serde_json::Value {
+    json!({
+        "id": "v2.0",
+        "status": "SUPPORTED",
+        "version": "",
+        "min_version": "",
+        "updated": "2011-01-21T11:33:21Z",
+        "links": [{"rel": "self", "href": format!("{}/compute/v2/", state.settings.public_url())}],
+    })
+}
+
 pub async fn root(State(state): State<AppState>) -> impl IntoResponse {
-    (StatusCode::OK, Json(json!({"versions": [v21_doc(&state)]})))
+    (
+        StatusCode::OK,
+        Json(json!({"versions": [v20_doc(&state), v21_doc(&state)]})),
+    )
+}
+
+/// `GET /compute/v2/`: the v2.0 version document, so the link the root
+/// lists can be followed (Tempest's `test_get_version_details`). The v2.0
+/// API itself is not served.
+pub async fn v20(State(state): State<AppState>) -> impl IntoResponse {
+    let mut v = v20_doc(&state);
+    v["media-types"] = json!([{"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2"}]);
+    Json(json!({"version": v}))
 }
 
 pub async fn v21(State(state): State<AppState>) -> impl IntoResponse {

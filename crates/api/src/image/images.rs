@@ -15,7 +15,13 @@ use crate::body::{parse_json, QueryPairs};
 use crate::context::Auth;
 use crate::{ApiResult, AppState};
 
-const PATCH_TYPE: &str = "application/openstack-images-v2.1-json-patch";
+/// The JSON-patch media types Glance accepts on image PATCH: the v2.0 form
+/// (which Tempest's client sends) and the v2.1 form; OxiStack reads both the
+/// same way, as Glance does for the operations both define.
+const PATCH_TYPES: &[&str] = &[
+    "application/openstack-images-v2.1-json-patch",
+    "application/openstack-images-v2.0-json-patch",
+];
 
 /// Glance's image view: the base attributes, the links, and the extra
 /// properties at top level.
@@ -136,17 +142,54 @@ pub async fn update(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if ct.split(';').next().map(str::trim) != Some(PATCH_TYPE) {
+    let media = ct.split(';').next().map(str::trim).unwrap_or("");
+    if !PATCH_TYPES.contains(&media) {
         return Err(AppError::new(
             oxistack_model::ErrorKind::UnsupportedMediaType,
-            format!("Image PATCH expects Content-Type one of: {PATCH_TYPE}"),
+            format!(
+                "Image PATCH expects Content-Type one of: {}",
+                PATCH_TYPES.join(", ")
+            ),
         )
         .into());
     }
-    let ops: Value = parse_json(&body)?;
+    let mut ops: Value = parse_json(&body)?;
+    if media == PATCH_TYPES[1] {
+        ops = v20_patch(ops);
+    }
     Ok(Json(view(
         &s.images.update(&ctx, image_id(&id)?, &ops).await?,
     )))
+}
+
+/// The v2.0 JSON-patch form names the operation as the key
+/// (`{"replace": "/name", "value": …}`); rewrite it into the v2.1 form
+/// (`{"op": "replace", "path": "/name", "value": …}`) that the app layer reads.
+/// Anything else is passed through for the app layer to refuse.
+fn v20_patch(ops: Value) -> Value {
+    let Value::Array(items) = ops else {
+        return ops;
+    };
+    Value::Array(
+        items
+            .into_iter()
+            .map(|item| {
+                let Value::Object(mut m) = item else {
+                    return item;
+                };
+                if !m.contains_key("op") {
+                    for op in ["add", "remove", "replace"] {
+                        if let Some(path) = m.remove(op) {
+                            m.insert("op".into(), Value::String(op.into()));
+                            m.insert("path".into(), path);
+                            break;
+                        }
+                    }
+                }
+                Value::Object(m)
+            })
+            .collect(),
+    )
 }
 
 pub async fn delete(

@@ -13,7 +13,7 @@ mod versions;
 
 use axum::extract::Request;
 use axum::middleware::{from_fn, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 
@@ -70,8 +70,27 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/schemas/members", get(schemas::members))
         .route("/v2/info/import", get(schemas::import_info))
         .fallback(fault::not_found)
+        .layer(from_fn(empty_image_id))
         .layer(from_fn(render))
         .with_state(state)
+}
+
+/// `/v2/images/` names an image with an empty id: Glance answers 404 for
+/// it (Tempest's `test_get_image_null_id`, `test_delete_image_null_id`),
+/// while the listener's trailing-slash trim would turn it into the
+/// collection. The path as the client sent it is in `OriginalUri`.
+async fn empty_image_id(req: Request, next: Next) -> Response {
+    let original = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.0.path().to_string());
+    if original.is_some_and(|p| p.ends_with("/v2/images/")) {
+        return crate::ApiError::from(oxistack_model::AppError::not_found(
+            "The resource could not be found.",
+        ))
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Glance's fault rendering, with the caller's Accept preference in scope.

@@ -397,9 +397,10 @@ impl Drop for Cloud {
             let _ = c.kill();
             let _ = c.wait();
         }
-        // Guests outlive the server by design: end the QEMU processes of
-        // this cloud's own data dir (and nothing else), even when the test failed.
-        for pid in qemu_pids(&self.dir.path().to_string_lossy()) {
+        // Guests, dnsmasq and metadata proxies outlive the server by design:
+        // end the processes of this cloud's own data dir (and nothing else),
+        // even when the test failed.
+        for pid in pids_naming(&self.dir.path().to_string_lossy()) {
             let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
         }
         if std::thread::panicking() {
@@ -447,6 +448,20 @@ pub fn guest_image() -> PathBuf {
     if !out.exists() {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/build-guest-image");
         run_ok(Command::new(script).arg("tiny").arg(&out));
+    }
+    out
+}
+
+/// PIDs of processes (other than this one) whose command line names `text`.
+pub fn pids_naming(text: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if pid != me && String::from_utf8_lossy(&cmd).contains(text) {
+            out.push(pid);
+        }
     }
     out
 }
