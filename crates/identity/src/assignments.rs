@@ -16,6 +16,8 @@ pub enum Actor {
 pub enum Target {
     Project,
     Domain,
+    /// The whole deployment; its one target id is `auth::SYSTEM_TARGET`.
+    System,
 }
 
 impl Actor {
@@ -32,6 +34,7 @@ impl Target {
         match self {
             Target::Project => "project",
             Target::Domain => "domain",
+            Target::System => "system",
         }
     }
 }
@@ -43,6 +46,8 @@ pub struct AssignmentQuery {
     pub group_id: Option<String>,
     pub project_id: Option<String>,
     pub domain_id: Option<String>,
+    /// `scope.system=all`: only assignments on the system.
+    pub system: bool,
     pub role_id: Option<String>,
     pub effective: bool,
     pub include_names: bool,
@@ -104,6 +109,12 @@ impl Identity {
                 .await?
                 .map(|_| ())
                 .ok_or_else(|| domains::missing(target_id))?,
+            Target::System if target_id == crate::auth::SYSTEM_TARGET => {}
+            Target::System => {
+                return Err(AppError::not_found(format!(
+                    "Could not find system: {target_id}."
+                )))
+            }
         }
         if role_id.is_empty() {
             return Ok(());
@@ -258,7 +269,12 @@ impl Identity {
         if !own {
             policy::admin(ctx, "list_role_assignments")?;
         }
-        if q.project_id.is_some() && q.domain_id.is_some() {
+        if [q.project_id.is_some(), q.domain_id.is_some(), q.system]
+            .iter()
+            .filter(|x| **x)
+            .count()
+            > 1
+        {
             return Err(AppError::bad_request(
                 "Specify a domain or project, not both",
             ));
@@ -267,11 +283,17 @@ impl Identity {
             return Err(AppError::bad_request("Specify a user or group, not both"));
         }
         let mut filter = AssignmentFilter {
-            target_id: q.project_id.clone().or_else(|| q.domain_id.clone()),
+            target_id: q
+                .project_id
+                .clone()
+                .or_else(|| q.domain_id.clone())
+                .or_else(|| q.system.then(|| crate::auth::SYSTEM_TARGET.to_string())),
             target_type: if q.project_id.is_some() {
                 Some("project".into())
             } else if q.domain_id.is_some() {
                 Some("domain".into())
+            } else if q.system {
+                Some("system".into())
             } else {
                 None
             },

@@ -24,6 +24,8 @@ pub struct IssuedToken {
     pub token: String,
     pub ctx: AuthContext,
     pub audit_ids: Vec<String>,
+    /// A system-scoped token (`"system": {"all": true}` in its body).
+    pub system: bool,
     /// Set for scoped tokens.
     pub catalog: Option<Vec<CatalogEntry>>,
 }
@@ -48,7 +50,13 @@ enum ScopeReq {
     Unscoped,
     Project(String),
     Domain(String),
+    /// The whole deployment: roles granted on the system.
+    System,
 }
+
+/// The `target_id` of role assignments on the system, as Keystone stores
+/// them; project and domain ids are hex, so it cannot collide.
+pub const SYSTEM_TARGET: &str = "system";
 
 impl Identity {
     /// The signing key, created on first use and shared through the store.
@@ -116,8 +124,9 @@ impl Identity {
                 "Attempted to authenticate with an unsupported method.",
             ));
         };
+        let system = matches!(scope, ScopeReq::System);
         let (project, domain) = match scope {
-            ScopeReq::Unscoped => (None, None),
+            ScopeReq::Unscoped | ScopeReq::System => (None, None),
             ScopeReq::Project(p) => (Some(p), None),
             ScopeReq::Domain(d) => (None, Some(d)),
             ScopeReq::Default => match &user.default_project_id {
@@ -136,6 +145,7 @@ impl Identity {
             m: methods,
             p: project,
             d: domain,
+            s: system,
             i: now.timestamp_micros(),
             e: expires_at.timestamp_micros(),
             a: audit,
@@ -145,7 +155,7 @@ impl Identity {
         // validations will (enabled project, a role on it).
         let (_, ctx) = self.resolve(&token).await?;
         tracing::info!(user_id = %user.id, audit_id = %payload.a[0], "issued token");
-        self.issued(token, ctx, payload.a).await
+        self.issued(token, ctx, payload.a, system).await
     }
 
     /// Password authentication by user and domain name, optionally scoped to
@@ -190,7 +200,9 @@ impl Identity {
             _ => e,
         })?;
         policy::admin_or_self(caller, "validate_token", &ctx.user_id.to_string())?;
-        let mut t = self.issued(subject.to_string(), ctx, payload.a).await?;
+        let mut t = self
+            .issued(subject.to_string(), ctx, payload.a, payload.s)
+            .await?;
         if !with_catalog {
             t.catalog = None;
         }
@@ -233,7 +245,8 @@ impl Identity {
 
     /// `GET /v3/auth/catalog`: the catalog, for a scoped token.
     pub async fn auth_catalog(&self, caller: &AuthContext) -> AppResult<Vec<CatalogEntry>> {
-        if caller.project_id.is_none() && caller.domain_id.is_none() {
+        // Scoped tokens (project, domain or system) carry roles; unscoped ones none.
+        if caller.project_id.is_none() && caller.domain_id.is_none() && caller.roles.is_empty() {
             return Err(AppError::forbidden(
                 "A scoped token is required to list the catalog.",
             ));
@@ -258,8 +271,9 @@ impl Identity {
         token: String,
         ctx: AuthContext,
         audit_ids: Vec<String>,
+        system: bool,
     ) -> AppResult<IssuedToken> {
-        let catalog = if ctx.project_id.is_some() || ctx.domain_id.is_some() {
+        let catalog = if system || ctx.project_id.is_some() || ctx.domain_id.is_some() {
             Some(self.served_catalog().await?)
         } else {
             None
@@ -268,6 +282,7 @@ impl Identity {
             token,
             ctx,
             audit_ids,
+            system,
             catalog,
         })
     }
@@ -397,10 +412,12 @@ impl Identity {
             let domain = self.find_domain(d).await?.ok_or_else(unauthorized)?;
             return Ok(ScopeReq::Domain(domain.id));
         }
-        if scope.contains_key("system") {
-            return Err(AppError::bad_request(
-                "System-scoped tokens are not supported.",
-            ));
+        if let Some(system) = scope.get("system") {
+            // Keystone knows one system, `all`.
+            if system.get("all").and_then(Value::as_bool) == Some(true) {
+                return Ok(ScopeReq::System);
+            }
+            return Err(schema::invalid("scope", "system must be {\"all\": true}"));
         }
         Err(schema::invalid(
             "scope",
@@ -485,6 +502,8 @@ impl Identity {
             ctx.domain_id = Some(domain.id.clone());
             ctx.domain_name = Some(domain.name);
             Some(domain.id)
+        } else if payload.s {
+            Some(SYSTEM_TARGET.to_string())
         } else {
             None
         };

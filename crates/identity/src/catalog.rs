@@ -56,8 +56,69 @@ impl Identity {
         Ok(())
     }
 
-    pub async fn list_regions(&self, _ctx: &AuthContext) -> AppResult<Vec<RegionRec>> {
-        self.store.region_list().await
+    /// `GET /v3/regions`, optionally only the children of `parent_region_id`.
+    pub async fn list_regions(
+        &self,
+        _ctx: &AuthContext,
+        parent_region_id: Option<&str>,
+    ) -> AppResult<Vec<RegionRec>> {
+        let mut all = self.store.region_list().await?;
+        if let Some(p) = parent_region_id {
+            all.retain(|r| r.parent_region_id.as_deref() == Some(p));
+        }
+        Ok(all)
+    }
+
+    /// `PATCH /v3/regions/{id}`: description and parent.
+    pub async fn update_region(
+        &self,
+        ctx: &AuthContext,
+        id: &str,
+        body: &Value,
+    ) -> AppResult<RegionRec> {
+        policy::admin(ctx, "update_region")?;
+        let m = schema::wrapper(body, "region")?;
+        let mut rec = self.get_region(ctx, id).await?;
+        if let Some(d) = schema::opt_str(m, "description", 255)? {
+            rec.description = d;
+        }
+        if m.contains_key("parent_region_id") {
+            let parent = schema::opt_str(m, "parent_region_id", 255)?;
+            self.check_parent_region(id, parent.as_deref()).await?;
+            rec.parent_region_id = parent;
+        }
+        self.store.region_update(&rec).await?;
+        Ok(rec)
+    }
+
+    /// `DELETE /v3/regions/{id}`.
+    pub async fn delete_region(&self, ctx: &AuthContext, id: &str) -> AppResult<()> {
+        policy::admin(ctx, "delete_region")?;
+        if self.store.region_delete(id).await? {
+            Ok(())
+        } else {
+            Err(AppError::not_found(format!("Could not find region: {id}.")))
+        }
+    }
+
+    /// A parent must exist and must not be the region itself or one of its
+    /// descendants (Keystone refuses a cycle with 400).
+    async fn check_parent_region(&self, id: &str, parent: Option<&str>) -> AppResult<()> {
+        let mut cur = parent.map(String::from);
+        while let Some(p) = cur {
+            if p == id {
+                return Err(AppError::bad_request(format!(
+                    "Circular reference or a repeated entry found in region tree - {id}."
+                )));
+            }
+            let r = self
+                .store
+                .region_get(&p)
+                .await?
+                .ok_or_else(|| AppError::bad_request(format!("Could not find region: {p}.")))?;
+            cur = r.parent_region_id;
+        }
+        Ok(())
     }
 
     pub async fn get_region(&self, _ctx: &AuthContext, id: &str) -> AppResult<RegionRec> {
@@ -67,14 +128,33 @@ impl Identity {
             .ok_or_else(|| AppError::not_found(format!("Could not find region: {id}.")))
     }
 
-    pub async fn create_region(&self, ctx: &AuthContext, body: &Value) -> AppResult<RegionRec> {
+    /// `POST /v3/regions`, or `PUT /v3/regions/{id}` with `id_in_path`.
+    pub async fn create_region(
+        &self,
+        ctx: &AuthContext,
+        body: &Value,
+        id_in_path: Option<&str>,
+    ) -> AppResult<RegionRec> {
         policy::admin(ctx, "create_region")?;
         let m = schema::wrapper(body, "region")?;
+        let body_id = schema::opt_str(m, "id", 255)?;
+        if let (Some(p), Some(b)) = (id_in_path, &body_id) {
+            if p != b {
+                return Err(AppError::bad_request(
+                    "Conflicting region IDs specified: the path and the body differ.",
+                ));
+            }
+        }
         let rec = RegionRec {
-            id: schema::opt_str(m, "id", 255)?.unwrap_or_else(new_id),
+            id: id_in_path
+                .map(String::from)
+                .or(body_id)
+                .unwrap_or_else(new_id),
             description: schema::opt_str(m, "description", 255)?.unwrap_or_default(),
             parent_region_id: schema::opt_str(m, "parent_region_id", 255)?,
         };
+        self.check_parent_region(&rec.id, rec.parent_region_id.as_deref())
+            .await?;
         if self.store.region_get(&rec.id).await?.is_some() {
             return Err(AppError::conflict(format!(
                 "Conflict occurred attempting to store region - Duplicate ID, {}.",
@@ -229,13 +309,26 @@ impl Identity {
         if let Some(u) = required(schema::opt_str(m, "url", 225)?, "url")? {
             rec.url = u;
         }
-        if let Some(r) =
-            schema::opt_str(m, "region_id", 255)?.or(schema::opt_str(m, "region", 255)?)
-        {
-            if self.store.region_get(&r).await?.is_none() {
+        let region_id = schema::opt_str(m, "region_id", 255)?;
+        let legacy = schema::opt_str(m, "region", 255)?;
+        if let (Some(a), Some(b)) = (&region_id, &legacy) {
+            if a != b {
                 return Err(AppError::bad_request(format!(
-                    "Could not find region: {r}."
+                    "Conflicting region_id {a} and region {b}: they must be the same."
                 )));
+            }
+        }
+        if let Some(r) = region_id.or(legacy) {
+            // Keystone creates a region an endpoint names that does not exist
+            // yet (the legacy `region` field relies on it).
+            if self.store.region_get(&r).await?.is_none() {
+                self.store
+                    .region_upsert(&RegionRec {
+                        id: r.clone(),
+                        description: String::new(),
+                        parent_region_id: None,
+                    })
+                    .await?;
             }
             rec.region_id = Some(r);
         }

@@ -58,6 +58,12 @@ pub struct Bootstrap {
 /// The roles bootstrap creates, each implying the next.
 const BOOTSTRAP_ROLES: [&str; 3] = ["admin", "member", "reader"];
 
+/// Roles Keystone's bootstrap also creates, which clients look up by name
+/// (Tempest's dynamic credentials ask for `manager` and `service` users).
+/// OxiStack's policy gives them no rights of their own yet, so they imply
+/// nothing and nothing implies them.
+const OTHER_BOOTSTRAP_ROLES: [&str; 2] = ["manager", "service"];
+
 impl Identity {
     pub fn new(store: Store, settings: Arc<Settings>, catalog: Vec<CatalogService>) -> Identity {
         Identity {
@@ -69,8 +75,9 @@ impl Identity {
     }
 
     /// Creates the Default domain, admin project and user, and the admin,
-    /// member and reader roles, if they do not exist yet; and publishes the
-    /// served catalog. Safe to run on every start and from several
+    /// member and reader roles (and manager and service), if they do not
+    /// exist yet; and publishes the served catalog. Safe to run on every
+    /// start and from several
     /// controllers (every step is "create if missing").
     pub async fn bootstrap(&self, admin_password: Option<String>) -> AppResult<Bootstrap> {
         let s = &self.store;
@@ -93,6 +100,9 @@ impl Identity {
         }
         for pair in role_ids.windows(2) {
             s.implied_role_add(&pair[0], &pair[1]).await?;
+        }
+        for name in OTHER_BOOTSTRAP_ROLES {
+            self.ensure_role(name).await?;
         }
         let admin_project = self
             .ensure_project("admin", "Bootstrap project for initializing the cloud.")

@@ -28,6 +28,9 @@ pub struct TokenPayload {
     /// Domain scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub d: Option<String>,
+    /// System scope (`{"system": {"all": true}}`): roles held on the system.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub s: bool,
     /// Issued at, microseconds since the epoch.
     pub i: i64,
     /// Expires at, microseconds since the epoch.
@@ -91,6 +94,7 @@ mod tests {
             m: vec!["password".into()],
             p: Some("p1".into()),
             d: None,
+            s: false,
             i: 1_700_000_000_000_000,
             e: 1_700_003_600_000_000,
             a: vec![new_audit_id()],

@@ -88,7 +88,8 @@ async fn bootstrap_is_idempotent_and_keeps_the_password() {
     let ctx = admin(&id).await;
     assert_eq!(ctx.roles, vec!["admin", "member", "reader"]);
     assert_eq!(ctx.project_name.as_deref(), Some("admin"));
-    assert_eq!(id.store.role_list(None).await.unwrap().len(), 3);
+    // admin, member, reader, and the unprivileged manager and service.
+    assert_eq!(id.store.role_list(None).await.unwrap().len(), 5);
     assert_eq!(
         id.store.user_list(&Default::default()).await.unwrap().len(),
         1
@@ -554,4 +555,167 @@ async fn group_roles_reach_members() {
     assert_eq!(eff[0].target.name.as_deref(), Some("team"));
     id.remove_user_from_group(&adm, &g.id, &u.id).await.unwrap();
     assert!(id.validate_token(&token).await.is_err());
+}
+
+/// System scope, as Tempest's dynamic credentials use it: roles granted on the
+/// system, a `{"system": {"all": true}}` token carrying them, and the grant
+/// listed by `/v3/role_assignments?scope.system=all`.
+#[tokio::test]
+async fn system_scoped_roles_and_tokens() {
+    use oxistack_identity::assignments::{Actor, AssignmentQuery, Target};
+    use oxistack_identity::auth::SYSTEM_TARGET;
+    let db = TestDb::new().await.unwrap();
+    let id = identity(&db, Settings::default()).await;
+    id.bootstrap(Some("s3cret-admin".into())).await.unwrap();
+    let adm = admin(&id).await;
+    let u = id
+        .create_user(
+            &adm,
+            &json!({"user": {"name": "sys", "password": "pw-of-sys"}}),
+        )
+        .await
+        .unwrap();
+    let ask = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "id": u.id, "password": "pw-of-sys"}}}, "scope": {"system": {"all": true}}}});
+    // No role on the system yet: no system token.
+    let err = id.authenticate(&ask).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthenticated);
+
+    let admin_role = id.list_roles(&adm, Some("admin")).await.unwrap().remove(0);
+    id.grant_role(
+        &adm,
+        Actor::User,
+        &u.id,
+        Target::System,
+        SYSTEM_TARGET,
+        &admin_role.id,
+    )
+    .await
+    .unwrap();
+    // The system has one id.
+    let bad = id
+        .grant_role(
+            &adm,
+            Actor::User,
+            &u.id,
+            Target::System,
+            "other",
+            &admin_role.id,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(bad.kind, ErrorKind::NotFound);
+    id.check_grant(
+        &adm,
+        Actor::User,
+        &u.id,
+        Target::System,
+        SYSTEM_TARGET,
+        &admin_role.id,
+    )
+    .await
+    .unwrap();
+
+    let t = id.authenticate(&ask).await.unwrap();
+    assert!(t.system);
+    assert!(t.ctx.project_id.is_none() && t.ctx.domain_id.is_none());
+    assert!(t.ctx.is_admin(), "roles: {:?}", t.ctx.roles);
+    assert!(t.catalog.is_some());
+    // Validation sees the same scope.
+    let again = id.token_details(&adm, &t.token, true).await.unwrap();
+    assert!(again.system);
+    assert!(again.ctx.is_admin());
+
+    let rows = id
+        .list_role_assignments(
+            &adm,
+            &AssignmentQuery {
+                system: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(rows
+        .iter()
+        .any(|r| r.assignment.actor_id == u.id && r.assignment.target_type == "system"));
+
+    id.revoke_grant(
+        &adm,
+        Actor::User,
+        &u.id,
+        Target::System,
+        SYSTEM_TARGET,
+        &admin_role.id,
+    )
+    .await
+    .unwrap();
+    // The token loses its only role at its next validation.
+    assert!(id.validate_token(&t.token).await.is_err());
+}
+
+/// Regions: created by id (PUT) or by an endpoint that names one, updated,
+/// filtered by parent, kept free of cycles, deleted.
+#[tokio::test]
+async fn regions_lifecycle() {
+    let db = TestDb::new().await.unwrap();
+    let id = identity(&db, Settings::default()).await;
+    id.bootstrap(Some("s3cret-admin".into())).await.unwrap();
+    let adm = admin(&id).await;
+    let parent = id
+        .create_region(
+            &adm,
+            &json!({"region": {"description": "p"}}),
+            Some("parent-r"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(parent.id, "parent-r");
+    let child = id
+        .create_region(
+            &adm,
+            &json!({"region": {"id": "child-r", "parent_region_id": "parent-r"}}),
+            None,
+        )
+        .await
+        .unwrap();
+    let kids = id.list_regions(&adm, Some("parent-r")).await.unwrap();
+    assert_eq!(
+        kids.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["child-r"]
+    );
+    // parent -> child -> parent would be a cycle.
+    let err = id
+        .update_region(
+            &adm,
+            "parent-r",
+            &json!({"region": {"parent_region_id": child.id}}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadRequest);
+    let upd = id
+        .update_region(&adm, "child-r", &json!({"region": {"description": "d2"}}))
+        .await
+        .unwrap();
+    assert_eq!(upd.description, "d2");
+    assert_eq!(upd.parent_region_id.as_deref(), Some("parent-r"));
+
+    // An endpoint naming an unknown region (legacy `region`) creates it.
+    let svc = id
+        .create_service(&adm, &json!({"service": {"type": "test-svc", "name": "t"}}))
+        .await
+        .unwrap();
+    id.create_endpoint(
+        &adm,
+        &json!({"endpoint": {"service_id": svc.id, "interface": "public",
+            "url": "http://example.org", "region": "auto-r"}}),
+    )
+    .await
+    .unwrap();
+    id.get_region(&adm, "auto-r").await.unwrap();
+
+    id.delete_region(&adm, "child-r").await.unwrap();
+    let gone = id.delete_region(&adm, "child-r").await.unwrap_err();
+    assert_eq!(gone.kind, ErrorKind::NotFound);
 }

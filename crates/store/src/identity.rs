@@ -908,6 +908,32 @@ impl Store {
         Ok(rows.iter().map(region_of).collect())
     }
 
+    /// Replaces a region's description and parent; false when it is missing.
+    pub async fn region_update(&self, r: &RegionRec) -> AppResult<bool> {
+        let n = sqlx::query(
+            "UPDATE identity_regions SET description = $2, parent_region_id = $3 WHERE id = $1",
+        )
+        .bind(&r.id)
+        .bind(&r.description)
+        .bind(r.parent_region_id.clone())
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Deletes a region; false when it is missing.
+    pub async fn region_delete(&self, id: &str) -> AppResult<bool> {
+        let n = sqlx::query("DELETE FROM identity_regions WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
     pub async fn region_get(&self, id: &str) -> AppResult<Option<RegionRec>> {
         let row = sqlx::query("SELECT * FROM identity_regions WHERE id = $1")
             .bind(id)

@@ -1,11 +1,12 @@
-//! Role grants (`/v3/{projects,domains}/{id}/{users,groups}/{actor}/roles`)
-//! and `/v3/role_assignments`.
+//! Role grants (`/v3/{projects,domains}/{id}/{users,groups}/{actor}/roles`,
+//! `/v3/system/{users,groups}/{actor}/roles`) and `/v3/role_assignments`.
 
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
 use oxistack_identity::assignments::{Actor, AssignmentQuery, AssignmentView, Named, Target};
+use oxistack_identity::auth::SYSTEM_TARGET;
 use serde_json::{json, Value};
 
 use super::roles::role_view;
@@ -100,6 +101,63 @@ grant_handlers!(
     Target::Domain
 );
 
+/// The system grant families: the same four calls with no target id in the
+/// path (there is one system).
+macro_rules! system_grant_handlers {
+    ($list:ident, $check:ident, $put:ident, $del:ident, $actor:expr) => {
+        async fn $list(
+            State(st): State<AppState>,
+            Auth(ctx): Auth,
+            Path(actor): Path<String>,
+            uri: Uri,
+        ) -> ApiResult<Json<Value>> {
+            let roles = st
+                .identity
+                .list_grants(&ctx, $actor, &actor, Target::System, SYSTEM_TARGET)
+                .await?;
+            Ok(collection(
+                &st,
+                &uri,
+                "roles",
+                roles.iter().map(|r| role_view(&st, r)).collect(),
+            ))
+        }
+        async fn $check(
+            State(st): State<AppState>,
+            Auth(ctx): Auth,
+            Path((actor, role)): Path<(String, String)>,
+        ) -> ApiResult<StatusCode> {
+            st.identity
+                .check_grant(&ctx, $actor, &actor, Target::System, SYSTEM_TARGET, &role)
+                .await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        async fn $put(
+            State(st): State<AppState>,
+            Auth(ctx): Auth,
+            Path((actor, role)): Path<(String, String)>,
+        ) -> ApiResult<StatusCode> {
+            st.identity
+                .grant_role(&ctx, $actor, &actor, Target::System, SYSTEM_TARGET, &role)
+                .await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        async fn $del(
+            State(st): State<AppState>,
+            Auth(ctx): Auth,
+            Path((actor, role)): Path<(String, String)>,
+        ) -> ApiResult<StatusCode> {
+            st.identity
+                .revoke_grant(&ctx, $actor, &actor, Target::System, SYSTEM_TARGET, &role)
+                .await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+    };
+}
+
+system_grant_handlers!(list_su, check_su, put_su, del_su, Actor::User);
+system_grant_handlers!(list_sg, check_sg, put_sg, del_sg, Actor::Group);
+
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v3/projects/{id}/users/{actor}/roles", get(list_pu))
@@ -121,6 +179,16 @@ pub(super) fn routes() -> Router<AppState> {
         .route(
             "/v3/domains/{id}/groups/{actor}/roles/{role}",
             get(check_dg).head(check_dg).put(put_dg).delete(del_dg),
+        )
+        .route("/v3/system/users/{actor}/roles", get(list_su))
+        .route(
+            "/v3/system/users/{actor}/roles/{role}",
+            get(check_su).head(check_su).put(put_su).delete(del_su),
+        )
+        .route("/v3/system/groups/{actor}/roles", get(list_sg))
+        .route(
+            "/v3/system/groups/{actor}/roles/{role}",
+            get(check_sg).head(check_sg).put(put_sg).delete(del_sg),
         )
         .route("/v3/role_assignments", get(list_assignments))
 }
@@ -149,7 +217,12 @@ fn named(id: &str, n: &Named) -> Value {
 fn assignment_view(st: &AppState, r: &AssignmentView) -> Value {
     let a = &r.assignment;
     let base = v3(st);
-    let scope_path = format!("{}s/{}", a.target_type, a.target_id);
+    let system = a.target_type == "system";
+    let scope_path = if system {
+        "system".to_string()
+    } else {
+        format!("{}s/{}", a.target_type, a.target_id)
+    };
     let granted_role = r.prior_role.as_deref().unwrap_or(&a.role_id);
     let mut links = json!({});
     match &r.via_group {
@@ -173,9 +246,14 @@ fn assignment_view(st: &AppState, r: &AssignmentView) -> Value {
     if let Some(n) = &r.role_name {
         role["name"] = json!(n);
     }
+    let scope = if system {
+        json!({"system": {"all": true}})
+    } else {
+        json!({a.target_type.clone(): named(&a.target_id, &r.target)})
+    };
     let mut v = json!({
         "role": role,
-        "scope": {a.target_type.clone(): named(&a.target_id, &r.target)},
+        "scope": scope,
         "links": links,
     });
     v[a.actor_type.as_str()] = named(&a.actor_id, &r.actor);
@@ -193,6 +271,7 @@ async fn list_assignments(
         group_id: q.get("group.id").map(String::from),
         project_id: q.get("scope.project.id").map(String::from),
         domain_id: q.get("scope.domain.id").map(String::from),
+        system: q.get("scope.system").is_some(),
         role_id: q.get("role.id").map(String::from),
         effective: presence_flag(&q, "effective")?,
         include_names: presence_flag(&q, "include_names")?,

@@ -30,7 +30,13 @@ pub(super) fn routes() -> Router<AppState> {
                 .delete(delete_endpoint),
         )
         .route("/v3/regions", get(list_regions).post(create_region))
-        .route("/v3/regions/{id}", get(show_region))
+        .route(
+            "/v3/regions/{id}",
+            get(show_region)
+                .put(put_region)
+                .patch(update_region)
+                .delete(delete_region),
+        )
 }
 
 fn service_view(st: &AppState, s: &ServiceRec) -> Value {
@@ -176,9 +182,13 @@ async fn delete_endpoint(
 async fn list_regions(
     State(st): State<AppState>,
     Auth(ctx): Auth,
+    q: QueryPairs,
     uri: Uri,
 ) -> ApiResult<Json<Value>> {
-    let items = st.identity.list_regions(&ctx).await?;
+    let items = st
+        .identity
+        .list_regions(&ctx, q.get("parent_region_id"))
+        .await?;
     Ok(collection(
         &st,
         &uri,
@@ -201,6 +211,35 @@ async fn create_region(
     Auth(ctx): Auth,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
-    let r = st.identity.create_region(&ctx, &body).await?;
+    let r = st.identity.create_region(&ctx, &body, None).await?;
     Ok(created("region", region_view(&st, &r)))
+}
+
+async fn put_region(
+    State(st): State<AppState>,
+    Auth(ctx): Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Response> {
+    let r = st.identity.create_region(&ctx, &body, Some(&id)).await?;
+    Ok(created("region", region_view(&st, &r)))
+}
+
+async fn update_region(
+    State(st): State<AppState>,
+    Auth(ctx): Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    let r = st.identity.update_region(&ctx, &id, &body).await?;
+    Ok(one("region", region_view(&st, &r)))
+}
+
+async fn delete_region(
+    State(st): State<AppState>,
+    Auth(ctx): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    st.identity.delete_region(&ctx, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

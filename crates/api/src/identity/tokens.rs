@@ -67,8 +67,10 @@ fn token_view(t: &IssuedToken) -> Value {
         body["is_domain"] = json!(false);
     } else if let Some(d) = &c.domain_id {
         body["domain"] = json!({"id": d, "name": c.domain_name});
+    } else if t.system {
+        body["system"] = json!({"all": true});
     }
-    if c.project_id.is_some() || c.domain_id.is_some() {
+    if t.system || c.project_id.is_some() || c.domain_id.is_some() {
         body["roles"] = c
             .role_ids
             .iter()
