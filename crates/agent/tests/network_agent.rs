@@ -213,6 +213,11 @@ fn config(dir: &Path) -> NetworkAgentConfig {
     c
 }
 
+/// The root tables of the test agent's instance.
+fn table() -> String {
+    oxistack_agent::network::names::root_table(&config(Path::new("/state")).instance)
+}
+
 fn agent() -> (Arc<FakeDatapath>, NetworkAgent) {
     let fake = Arc::new(FakeDatapath::new());
     let agent = NetworkAgent::new(fake.clone(), config(Path::new("/state")));
@@ -233,8 +238,8 @@ async fn first_apply_builds_everything_and_the_second_is_a_noop() {
         format!("tap {}", net.ports[0].tap.as_ref().unwrap()),
         format!("namespace {}", names::dhcp_namespace(&net.id)),
         format!("namespace {}", names::router_namespace(&spec.routers[0].id)),
-        "nftables bridge oxistack".to_string(),
-        "nftables inet oxistack".to_string(),
+        format!("nftables bridge {}", table()),
+        format!("nftables inet {}", table()),
         format!("dnsmasq {}", net.id),
     ] {
         assert!(r.created.contains(&want), "{want} not in {:?}", r.created);
@@ -386,7 +391,7 @@ async fn what_was_removed_or_changed_by_hand_is_repaired() {
     fake.set_sysctl(Some(&rns), "net.ipv4.ip_forward", "0")
         .await
         .unwrap();
-    fake.tamper_flush_chain(None, "inet", "oxistack", "forward");
+    fake.tamper_flush_chain(None, "inet", &table(), "forward");
     let dnsmasq = fake
         .daemons()
         .into_iter()
@@ -408,7 +413,7 @@ async fn what_was_removed_or_changed_by_hand_is_repaired() {
         "{r:?}"
     );
     assert!(
-        r.repaired.contains(&"nftables inet oxistack".to_string()),
+        r.repaired.contains(&format!("nftables inet {}", table())),
         "{r:?}"
     );
     assert!(
@@ -612,7 +617,7 @@ async fn a_port_without_port_security_gets_no_chains() {
     let files = NetworkAgent::render(&spec, &config(Path::new("/state")));
     let inet = &files
         .iter()
-        .find(|(n, _)| n == "root-inet-oxistack.json")
+        .find(|(n, _)| *n == format!("root-inet-{}.json", table()))
         .unwrap()
         .1;
     let tap1 = spec.networks[0].ports[0].tap.clone().unwrap();
@@ -675,4 +680,90 @@ async fn rulesets_are_accepted_by_nft() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Another cloud on the same machine (CI runs several): its bridges, taps,
+/// namespaces and tables carry the same prefixes, and none of them is
+/// touched, however often this agent converges.
+#[tokio::test]
+async fn another_instances_objects_are_left_alone() {
+    let (fake, agent) = agent();
+    let other_net: NetworkId = id(900);
+    let other_tap = names::tap(&id::<PortId>(901));
+    fake.add_link(
+        None,
+        &oxistack_netdev::NewLink::Bridge {
+            name: names::bridge(&other_net),
+        },
+    )
+    .await
+    .unwrap();
+    fake.add_link(
+        None,
+        &oxistack_netdev::NewLink::Tap {
+            name: other_tap.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    fake.set_link(
+        None,
+        &other_tap,
+        &LinkChange {
+            master: Some(names::bridge(&other_net)),
+            ..LinkChange::default()
+        },
+    )
+    .await
+    .unwrap();
+    fake.add_namespace(&names::dhcp_namespace(&other_net))
+        .await
+        .unwrap();
+    let other = NetworkAgent::new(fake.clone(), config(Path::new("/other-state")));
+    // The other instance's tables: a spec with a filtered port makes them.
+    let mut s = sample();
+    s.routers.clear();
+    s.networks.truncate(1);
+    for p in &mut s.networks[0].ports {
+        p.id = id(950 + p.id.as_uuid().as_fields().0);
+        p.tap = p.tap.as_ref().map(|_| names::tap(&p.id));
+    }
+    s.networks[0].id = other_net;
+    for p in &mut s.networks[0].ports {
+        p.network_id = other_net;
+    }
+    let r = other.converge(&s).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let before_links: Vec<String> = fake
+        .links(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    let before_ns = fake.namespaces().await.unwrap();
+    let before_tables = fake.nft_tables(None).await.unwrap();
+
+    for spec in [sample(), HostNetworkSpec::default()] {
+        let r = agent.converge(&spec).await;
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+    }
+    let links: Vec<String> = fake
+        .links(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    for l in &before_links {
+        assert!(links.contains(l), "{l} was removed: {links:?}");
+    }
+    assert!(links.contains(&other_tap));
+    let ns = fake.namespaces().await.unwrap();
+    for n in &before_ns {
+        assert!(ns.contains(n), "{n} was removed: {ns:?}");
+    }
+    assert_eq!(fake.nft_tables(None).await.unwrap(), before_tables);
+    // And the other instance still finds its host as it left it.
+    assert!(other.converge(&s).await.is_noop());
 }

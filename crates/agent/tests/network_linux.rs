@@ -6,9 +6,9 @@
 //! dnsmasq, busybox (udhcpc), ping and netcat-openbsd. Every name has a
 //! random suffix; everything is removed by a Drop guard even on failure;
 //! only PIDs this test started are killed. Traffic stays inside the
-//! test's own namespaces and bridges. The tests run one at a time: the
-//! agent owns the host's `oxistack` tables and its name prefixes, so two
-//! agents on one host would undo each other's work.
+//! test's own namespaces and bridges. The agent touches only its own
+//! instance's tables (`oxistack-<instance>`) and the objects it recorded as
+//! its own, so it runs beside other clouds on the machine.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -135,9 +135,10 @@ impl Drop for Guard {
                 .status();
         }
         if self.nft_tables {
+            let table = root_table(self.state_dir.path());
             for family in ["bridge", "inet"] {
                 let _ = Command::new("nft")
-                    .args(["delete", "table", family, "oxistack"])
+                    .args(["delete", "table", family, &table])
                     .stderr(Stdio::null())
                     .status();
             }
@@ -222,37 +223,73 @@ fn rule(direction: Direction, protocol: Option<&str>, port: Option<u16>) -> Rule
     }
 }
 
-fn our_leftovers(state_dir: &Path, before_ns: &[String]) -> Vec<String> {
+/// The root nftables tables of the agent instance on `state_dir`.
+fn root_table(state_dir: &Path) -> String {
+    oxistack_agent::network::names::root_table(&NetworkAgentConfig::new(state_dir).instance)
+}
+
+/// The host objects the agent made for `spec` that are still there. Only
+/// names derived from the test's own IDs count: other clouds on the machine
+/// (CI runs several) have bridges and namespaces with the same prefixes.
+fn our_leftovers(state_dir: &Path, spec: &HostNetworkSpec) -> Vec<String> {
+    use oxistack_agent::network::names as agent_names;
     let mut left = vec![];
     let links = String::from_utf8_lossy(&sh(&["ip", "-o", "link", "show"]).stdout).to_string();
-    for l in links.lines() {
-        let name = l
-            .split(':')
-            .nth(1)
-            .unwrap_or("")
-            .trim()
-            .split('@')
-            .next()
-            .unwrap_or("")
-            .to_string();
-        if ["oxbr-", "oxvx-", "oxdh-", "oxri-", "oxrg-"]
-            .iter()
-            .any(|p| name.starts_with(p))
-        {
+    let link_names: Vec<String> = links
+        .lines()
+        .map(|l| {
+            l.split(':')
+                .nth(1)
+                .unwrap_or("")
+                .trim()
+                .split('@')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    let mut wanted_gone: Vec<String> = vec![];
+    for n in &spec.networks {
+        if matches!(n.kind, NetworkKind::Vxlan { .. }) {
+            wanted_gone.extend([names::bridge(&n.id), names::vxlan(&n.id)]);
+        }
+        wanted_gone.push(agent_names::dhcp_root(&n.id));
+    }
+    for r in &spec.routers {
+        wanted_gone.extend(
+            r.interfaces
+                .iter()
+                .map(|i| agent_names::router_port_root(&i.port_id)),
+        );
+        wanted_gone.extend(
+            r.gateway
+                .iter()
+                .map(|g| agent_names::gateway_root(&g.port_id)),
+        );
+    }
+    for name in wanted_gone {
+        if link_names.contains(&name) {
             left.push(format!("link {name}"));
         }
     }
     let nss = String::from_utf8_lossy(&sh(&["ip", "netns", "list"]).stdout).to_string();
-    for ns in nss.lines().filter_map(|l| l.split_whitespace().next()) {
-        if (ns.starts_with("oxdhcp-") || ns.starts_with("oxrouter-"))
-            && !before_ns.iter().any(|b| b == ns)
-        {
+    let nss: Vec<&str> = nss
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let ours = spec
+        .networks
+        .iter()
+        .map(|n| names::dhcp_namespace(&n.id))
+        .chain(spec.routers.iter().map(|r| names::router_namespace(&r.id)));
+    for ns in ours {
+        if nss.contains(&ns.as_str()) {
             left.push(format!("namespace {ns}"));
         }
     }
     let tables = String::from_utf8_lossy(&sh(&["nft", "list", "tables"]).stdout).to_string();
     for t in tables.lines() {
-        if t.ends_with(" oxistack") {
+        if t.ends_with(&format!(" {}", root_table(state_dir))) {
             left.push(t.to_string());
         }
     }
@@ -273,10 +310,6 @@ async fn two_vms_dhcp_ping_security_groups_router_floating_ip_and_teardown() {
     let _serial = SERIAL.lock().await;
     let sfx: String = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();
     let mut g = Guard::new();
-    let before_ns: Vec<String> = String::from_utf8_lossy(&sh(&["ip", "netns", "list"]).stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next().map(String::from))
-        .collect();
     let oct = 100 + (u8::from_str_radix(&sfx[..2], 16).unwrap() % 100);
     let tenant = format!("10.{oct}.7");
     let public = format!("172.31.{oct}");
@@ -503,7 +536,7 @@ async fn two_vms_dhcp_ping_security_groups_router_floating_ip_and_teardown() {
     // Everything goes with an empty spec, and the external bridge stays.
     let r = agent.converge(&HostNetworkSpec::default()).await;
     assert!(r.errors.is_empty(), "teardown: {:?}", r.errors);
-    let left = our_leftovers(g.state_dir.path(), &before_ns);
+    let left = our_leftovers(g.state_dir.path(), &spec);
     assert!(left.is_empty(), "left behind: {left:?}");
     for tap in [a.tap.as_deref().unwrap(), b.tap.as_deref().unwrap()] {
         assert!(

@@ -45,10 +45,24 @@ impl AppState {
         bus: Arc<dyn oxistack_bus::Bus>,
         catalog: Vec<oxistack_identity::CatalogService>,
     ) -> AppState {
-        let identity = Arc::new(oxistack_identity::Identity::new(store.clone(), settings.clone(), catalog));
-        let images = Arc::new(oxistack_images::Images::new(store.clone(), images_dir, settings.clone()));
-        let placement = Arc::new(oxistack_scheduler::Placement::new(store.clone(), settings.clone()));
-        let network = Arc::new(oxistack_network::Network::new(store.clone(), settings.clone()));
+        let identity = Arc::new(oxistack_identity::Identity::new(
+            store.clone(),
+            settings.clone(),
+            catalog,
+        ));
+        let images = Arc::new(oxistack_images::Images::new(
+            store.clone(),
+            images_dir,
+            settings.clone(),
+        ));
+        let placement = Arc::new(oxistack_scheduler::Placement::new(
+            store.clone(),
+            settings.clone(),
+        ));
+        let network = Arc::new(oxistack_network::Network::new(
+            store.clone(),
+            settings.clone(),
+        ));
         let conductor = oxistack_conductor::Conductor::new(
             store.clone(),
             bus,

@@ -45,7 +45,12 @@ pub fn user_data(spec: &InstanceSpec) -> AppResult<Option<Vec<u8>>> {
         .map(|b64| {
             base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
-                .map_err(|e| AppError::new(ErrorKind::BadRequest, format!("User data is not valid base64: {e}")))
+                .map_err(|e| {
+                    AppError::new(
+                        ErrorKind::BadRequest,
+                        format!("User data is not valid base64: {e}"),
+                    )
+                })
         })
         .transpose()
 }
@@ -68,7 +73,10 @@ pub fn meta_data(spec: &InstanceSpec) -> Value {
     }
     if let (Some(name), Some(data)) = (&spec.key_name, &spec.key_data) {
         m.insert("public_keys".into(), json!({ name: data }));
-        m.insert("keys".into(), json!([{ "name": name, "type": key_type(data), "data": data }]));
+        m.insert(
+            "keys".into(),
+            json!([{ "name": name, "type": key_type(data), "data": data }]),
+        );
     }
     // Nova appends `.<dhcp_domain>` when one is configured; we configure none.
     m.insert("hostname".into(), json!(spec.hostname));
@@ -85,12 +93,18 @@ pub fn meta_data(spec: &InstanceSpec) -> Value {
 fn guest_disk(spec: &InstanceSpec, n: u8) -> String {
     let p = &spec.image.properties;
     let q35 = p.get("hw_machine_type").map(String::as_str) == Some("q35");
-    let windows = p.get("os_type").is_some_and(|o| o.eq_ignore_ascii_case("windows"));
+    let windows = p
+        .get("os_type")
+        .is_some_and(|o| o.eq_ignore_ascii_case("windows"));
     let virtio = match p.get("hw_disk_bus").map(String::as_str) {
         Some(bus) => bus == "virtio",
         None => q35 && !windows,
     };
-    format!("{}{}", if virtio { "vd" } else { "sd" }, char::from(b'a' + n))
+    format!(
+        "{}{}",
+        if virtio { "vd" } else { "sd" },
+        char::from(b'a' + n)
+    )
 }
 
 /// EC2 ids are 8 hex digits; Nova derives them from integer ids, we from the uuids.
@@ -121,7 +135,10 @@ pub fn ec2_meta_data(spec: &InstanceSpec) -> Value {
         .map(|ip| json!(ip.to_string()))
         .unwrap_or(Value::Null);
     let mut m = Map::new();
-    m.insert("ami-id".into(), json!(ec2_id("ami", spec.image.id.as_uuid())));
+    m.insert(
+        "ami-id".into(),
+        json!(ec2_id("ami", spec.image.id.as_uuid())),
+    );
     m.insert("ami-launch-index".into(), json!(spec.launch_index));
     m.insert("ami-manifest-path".into(), json!("FIXME"));
     m.insert("block-device-mapping".into(), Value::Object(bdm));
@@ -130,13 +147,22 @@ pub fn ec2_meta_data(spec: &InstanceSpec) -> Value {
     m.insert("instance-id".into(), json!(ec2_id("i", server)));
     m.insert("local-hostname".into(), json!(spec.hostname));
     m.insert("local-ipv4".into(), local_ipv4);
-    m.insert("placement".into(), json!({ "availability-zone": spec.availability_zone }));
+    m.insert(
+        "placement".into(),
+        json!({ "availability-zone": spec.availability_zone }),
+    );
     m.insert("public-hostname".into(), json!(spec.hostname));
     m.insert("public-ipv4".into(), json!(""));
     if let (Some(_), Some(data)) = (&spec.key_name, &spec.key_data) {
-        m.insert("public-keys".into(), json!({ "0": { "openssh-key": data } }));
+        m.insert(
+            "public-keys".into(),
+            json!({ "0": { "openssh-key": data } }),
+        );
     }
-    m.insert("reservation-id".into(), json!(format!("r-{}", &server.simple().to_string()[8..16])));
+    m.insert(
+        "reservation-id".into(),
+        json!(format!("r-{}", &server.simple().to_string()[8..16])),
+    );
     m.insert("security-groups".into(), json!(["default"]));
     Value::Object(m)
 }
@@ -155,7 +181,11 @@ pub fn network_data(spec: &InstanceSpec) -> Value {
             "mtu": nic.mtu,
             "ethernet_mac_address": nic.mac,
         }));
-        let mut versions: Vec<u8> = nic.fixed_ips.iter().map(|ip| if ip.is_ipv4() { 4 } else { 6 }).collect();
+        let mut versions: Vec<u8> = nic
+            .fixed_ips
+            .iter()
+            .map(|ip| if ip.is_ipv4() { 4 } else { 6 })
+            .collect();
         versions.dedup();
         for v in versions {
             networks.push(json!({
@@ -170,7 +200,10 @@ pub fn network_data(spec: &InstanceSpec) -> Value {
 }
 
 /// Every document of the OpenStack and EC2 trees: path → contents.
-pub fn files(spec: &InstanceSpec, random_seed: Option<&str>) -> AppResult<BTreeMap<String, Vec<u8>>> {
+pub fn files(
+    spec: &InstanceSpec,
+    random_seed: Option<&str>,
+) -> AppResult<BTreeMap<String, Vec<u8>>> {
     let user_data = user_data(spec)?;
     let mut meta = meta_data(spec);
     if let (Some(seed), Value::Object(m)) = (random_seed, &mut meta) {
@@ -183,7 +216,10 @@ pub fn files(spec: &InstanceSpec, random_seed: Option<&str>) -> AppResult<BTreeM
         out.insert(format!("{d}/meta_data.json"), compact(&meta));
         out.insert(format!("{d}/vendor_data.json"), b"{}".to_vec());
         out.insert(format!("{d}/vendor_data2.json"), b"{}".to_vec());
-        out.insert(format!("{d}/network_data.json"), compact(&network_data(spec)));
+        out.insert(
+            format!("{d}/network_data.json"),
+            compact(&network_data(spec)),
+        );
         if let Some(ud) = &user_data {
             out.insert(format!("{d}/user_data"), ud.clone());
         }

@@ -36,13 +36,24 @@ impl Compute {
                 local_gb: int("disk_gb"),
                 vcpus_used: servers.iter().map(|s| s.flavor.vcpus).sum(),
                 memory_mb_used: servers.iter().map(|s| s.flavor.ram_mb).sum(),
-                local_gb_used: servers.iter().map(|s| s.flavor.disk_gb + s.flavor.ephemeral_gb).sum(),
+                local_gb_used: servers
+                    .iter()
+                    .map(|s| s.flavor.disk_gb + s.flavor.ephemeral_gb)
+                    .sum(),
                 running_vms: servers.len() as i64,
-                accel: f.get("accel").and_then(|v| v.as_str()).unwrap_or("").to_string(),
+                accel: f
+                    .get("accel")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string(),
                 warnings: f
                     .get("warnings")
                     .and_then(|v| v.as_array())
-                    .map(|a| a.iter().filter_map(|w| w.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|w| w.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 host,
             });
@@ -55,6 +66,8 @@ impl Compute {
             .await?
             .into_iter()
             .find(|h| h.host.seq.to_string() == id || h.host.id == id)
-            .ok_or_else(|| AppError::not_found(format!("Hypervisor with ID '{id}' could not be found.")))
+            .ok_or_else(|| {
+                AppError::not_found(format!("Hypervisor with ID '{id}' could not be found."))
+            })
     }
 }

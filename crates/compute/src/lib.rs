@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use oxistack_conductor::Conductor;
 use oxistack_images::Images;
-use oxistack_network::Network;
 use oxistack_model::config::Settings;
+use oxistack_network::Network;
 use oxistack_store::Store;
 
 pub struct Compute {

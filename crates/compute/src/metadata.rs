@@ -19,9 +19,17 @@ use crate::Compute;
 impl Compute {
     pub async fn metadata_spec(&self, network: &NetworkId, ip: &IpAddr) -> AppResult<InstanceSpec> {
         let unknown = || AppError::not_found("No instance has this address on this network.");
-        let (_, device) = self.network.metadata_lookup(network, ip).await?.ok_or_else(unknown)?;
+        let (_, device) = self
+            .network
+            .metadata_lookup(network, ip)
+            .await?
+            .ok_or_else(unknown)?;
         let server_id: ServerId = device.parse().map_err(|_| unknown())?;
-        let server = self.store.server_get(Scope::All, &server_id, false).await.map_err(|_| unknown())?;
+        let server = self
+            .store
+            .server_get(Scope::All, &server_id, false)
+            .await
+            .map_err(|_| unknown())?;
         let saga = self
             .store
             .saga_latest_done(boot::KIND, &server_id.to_string())
@@ -30,13 +38,19 @@ impl Compute {
         let params = boot::params(&saga.params)?;
         let nics = boot::nics_of(&saga.outputs)?;
         let mut server = server;
-        self.store.attach_details(std::slice::from_mut(&mut server)).await?;
+        self.store
+            .attach_details(std::slice::from_mut(&mut server))
+            .await?;
         Ok(boot::spec(&server, &params.image, nics))
     }
 
     /// The password a guest posted (cloudbase-init, `nova get-password`).
     pub async fn metadata_password(&self, server: &ServerId) -> AppResult<String> {
-        Ok(self.store.secret_get(&format!("instance-password:{server}")).await?.unwrap_or_default())
+        Ok(self
+            .store
+            .secret_get(&format!("instance-password:{server}"))
+            .await?
+            .unwrap_or_default())
     }
 
     /// Nova accepts a password once (409 after), up to 256 bytes.
@@ -47,6 +61,8 @@ impl Compute {
         if !self.metadata_password(server).await?.is_empty() {
             return Err(AppError::conflict("Password already set."));
         }
-        self.store.secret_put(&format!("instance-password:{server}"), password).await
+        self.store
+            .secret_put(&format!("instance-password:{server}"), password)
+            .await
     }
 }

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use oxistack_bus::{ImageSpec, PowerCommand};
 use oxistack_conductor::{boot, delete, power};
-use oxistack_network::servers::RequestedNic;
 use oxistack_model::server_state::{check_action, PowerState, ServerAction, TaskState, VmState};
 use oxistack_model::time::now;
 use oxistack_model::{AppError, AppResult, AuthContext, ImageId, Scope, ServerId};
+use oxistack_network::servers::RequestedNic;
 use oxistack_store::compute::{Server, ServerFields, ServerFilter, ServerUpdate};
 use rand::Rng;
 
@@ -103,11 +103,26 @@ pub fn access_ip(a: &str, version: u8) -> AppResult<String> {
     if a.is_empty() {
         return Ok(String::new());
     }
-    let field = if version == 4 { "accessIPv4" } else { "accessIPv6" };
-    let bad = || AppError::bad_request(format!("Invalid input for field/attribute {field}. Value: {a}. '{a}' is not a '{}'", if version == 4 { "ipv4" } else { "ipv6" }));
+    let field = if version == 4 {
+        "accessIPv4"
+    } else {
+        "accessIPv6"
+    };
+    let bad = || {
+        AppError::bad_request(format!(
+            "Invalid input for field/attribute {field}. Value: {a}. '{a}' is not a '{}'",
+            if version == 4 { "ipv4" } else { "ipv6" }
+        ))
+    };
     match version {
-        4 => a.parse::<std::net::Ipv4Addr>().map(|ip| ip.to_string()).map_err(|_| bad()),
-        _ => a.parse::<std::net::Ipv6Addr>().map(|ip| ip.to_string()).map_err(|_| bad()),
+        4 => a
+            .parse::<std::net::Ipv4Addr>()
+            .map(|ip| ip.to_string())
+            .map_err(|_| bad()),
+        _ => a
+            .parse::<std::net::Ipv6Addr>()
+            .map(|ip| ip.to_string())
+            .map_err(|_| bad()),
     }
 }
 
@@ -165,9 +180,19 @@ impl Compute {
             )));
         }
         let nics = self.requested_nics(ctx, &req.networks).await?;
-        let security_groups = self.requested_security_groups(ctx, &req.security_groups).await?;
-        let access_ipv4 = req.access_ipv4.as_deref().map(|a| access_ip(a, 4)).transpose()?;
-        let access_ipv6 = req.access_ipv6.as_deref().map(|a| access_ip(a, 6)).transpose()?;
+        let security_groups = self
+            .requested_security_groups(ctx, &req.security_groups)
+            .await?;
+        let access_ipv4 = req
+            .access_ipv4
+            .as_deref()
+            .map(|a| access_ip(a, 4))
+            .transpose()?;
+        let access_ipv6 = req
+            .access_ipv6
+            .as_deref()
+            .map(|a| access_ip(a, 6))
+            .transpose()?;
         if let Some(zone) = &req.availability_zone {
             // `zone:host` forms are admin host pinning; only the zone matters here.
             let z = zone.split(':').next().unwrap_or("");
@@ -346,7 +371,11 @@ impl Compute {
     /// Resolves the security groups a create names (by name or id) to ids;
     /// an unknown one is a 400, as Nova answers. Only `default` (or none)
     /// leaves the ports with the project's default group.
-    async fn requested_security_groups(&self, ctx: &AuthContext, wanted: &[String]) -> AppResult<Vec<String>> {
+    async fn requested_security_groups(
+        &self,
+        ctx: &AuthContext,
+        wanted: &[String],
+    ) -> AppResult<Vec<String>> {
         if wanted.iter().all(|w| w == "default") {
             return Ok(vec![]);
         }
@@ -372,11 +401,18 @@ impl Compute {
 
     /// Checks the NICs a create asks for, so a bad one is a 400 now rather
     /// than an ERROR later, and resolves `auto`.
-    async fn requested_nics(&self, ctx: &AuthContext, req: &NetworksRequest) -> AppResult<Vec<RequestedNic>> {
+    async fn requested_nics(
+        &self,
+        ctx: &AuthContext,
+        req: &NetworksRequest,
+    ) -> AppResult<Vec<RequestedNic>> {
         match req {
             NetworksRequest::None => Ok(vec![]),
             NetworksRequest::Auto => match self.network.auto_network(ctx).await {
-                Ok(network_id) => Ok(vec![RequestedNic::Network { network_id, fixed_ip: None }]),
+                Ok(network_id) => Ok(vec![RequestedNic::Network {
+                    network_id,
+                    fixed_ip: None,
+                }]),
                 Err(e) if e.status() == 400 => Ok(vec![]),
                 Err(e) => Err(e),
             },
@@ -384,18 +420,29 @@ impl Compute {
                 for nic in nics {
                     match nic {
                         RequestedNic::Network { network_id, .. } => {
-                            self.network.network_get(ctx, network_id).await.map_err(|e| match e.status() {
-                                404 => AppError::bad_request(format!("Network {network_id} could not be found.")),
-                                _ => e,
-                            })?;
+                            self.network
+                                .network_get(ctx, network_id)
+                                .await
+                                .map_err(|e| match e.status() {
+                                    404 => AppError::bad_request(format!(
+                                        "Network {network_id} could not be found."
+                                    )),
+                                    _ => e,
+                                })?;
                         }
                         RequestedNic::Port(port_id) => {
-                            let port = self.network.port_get(ctx, port_id).await.map_err(|e| match e.status() {
-                                404 => AppError::bad_request(format!("Port id {port_id} could not be found.")),
-                                _ => e,
+                            let port = self.network.port_get(ctx, port_id).await.map_err(|e| {
+                                match e.status() {
+                                    404 => AppError::bad_request(format!(
+                                        "Port id {port_id} could not be found."
+                                    )),
+                                    _ => e,
+                                }
                             })?;
                             if !port.device_id.is_empty() {
-                                return Err(AppError::conflict(format!("Port {port_id} is still in use.")));
+                                return Err(AppError::conflict(format!(
+                                    "Port {port_id} is still in use."
+                                )));
                             }
                         }
                         RequestedNic::Auto => {}
@@ -445,21 +492,40 @@ impl Compute {
         Ok(servers)
     }
 
-    pub async fn server_update(&self, ctx: &AuthContext, id: &ServerId, mut f: ServerFields) -> AppResult<Server> {
+    pub async fn server_update(
+        &self,
+        ctx: &AuthContext,
+        id: &ServerId,
+        mut f: ServerFields,
+    ) -> AppResult<Server> {
         ctx.require_member()?;
         if let Some(n) = &f.name {
             if n.trim().is_empty() || n.len() > 255 {
-                return Err(AppError::bad_request("Invalid input for field/attribute name."));
+                return Err(AppError::bad_request(
+                    "Invalid input for field/attribute name.",
+                ));
             }
         }
         if let Some(Some(d)) = &f.description {
             if d.len() > 255 {
-                return Err(AppError::bad_request("Invalid input for field/attribute description."));
+                return Err(AppError::bad_request(
+                    "Invalid input for field/attribute description.",
+                ));
             }
         }
-        f.access_ipv4 = f.access_ipv4.as_deref().map(|a| access_ip(a, 4)).transpose()?;
-        f.access_ipv6 = f.access_ipv6.as_deref().map(|a| access_ip(a, 6)).transpose()?;
-        self.store.server_update_fields(ctx.lookup_scope()?, id, &f).await?;
+        f.access_ipv4 = f
+            .access_ipv4
+            .as_deref()
+            .map(|a| access_ip(a, 4))
+            .transpose()?;
+        f.access_ipv6 = f
+            .access_ipv6
+            .as_deref()
+            .map(|a| access_ip(a, 6))
+            .transpose()?;
+        self.store
+            .server_update_fields(ctx.lookup_scope()?, id, &f)
+            .await?;
         self.server_get(ctx, id).await
     }
 
@@ -661,7 +727,10 @@ mod tests {
 
     #[test]
     fn access_ips_are_checked_and_ipv6_normalised() {
-        assert_eq!(access_ip("::babe:220.12.22.2", 6).unwrap(), "::babe:dc0c:1602");
+        assert_eq!(
+            access_ip("::babe:220.12.22.2", 6).unwrap(),
+            "::babe:dc0c:1602"
+        );
         assert_eq!(access_ip("10.0.0.1", 4).unwrap(), "10.0.0.1");
         assert_eq!(access_ip("", 4).unwrap(), "");
         assert_eq!(access_ip("1.2.3", 4).unwrap_err().status(), 400);

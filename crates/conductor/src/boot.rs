@@ -9,11 +9,11 @@
 
 use async_trait::async_trait;
 use oxistack_bus::{ImageSpec, InstanceSpec, NicSpec};
-use oxistack_network::ports::PortUpdate;
-use oxistack_network::servers::{PortBinding, RequestedNic};
 use oxistack_model::server_state::{PowerState, TaskState, VmState};
 use oxistack_model::time::now;
 use oxistack_model::{AppError, AppResult, AuthContext, ConsumerId, ErrorKind, Scope, ServerId};
+use oxistack_network::ports::PortUpdate;
+use oxistack_network::servers::{PortBinding, RequestedNic};
 use oxistack_scheduler::ResourceRequest;
 use oxistack_store::compute::{Fault, Server, ServerUpdate};
 use oxistack_store::sagas::SagaRecord;
@@ -152,7 +152,10 @@ impl SagaKind<Conductor> for BootSaga {
                 let host = host_of(outputs)
                     .ok_or_else(|| AppError::internal("boot saga: no host claimed"))?;
                 let nics = nics_of(outputs)?;
-                c.bus.agent(&host)?.spawn(spec(&server, &p.image, nics)).await?;
+                c.bus
+                    .agent(&host)?
+                    .spawn(spec(&server, &p.image, nics))
+                    .await?;
                 Ok(Value::Null)
             }
             "network" => {

@@ -55,7 +55,13 @@ async fn world() -> World {
         .await
         .unwrap();
     let network = Arc::new(Network::new(store.clone(), settings.clone()));
-    let conductor = Conductor::new(store.clone(), bus, placement.clone(), network.clone(), settings);
+    let conductor = Conductor::new(
+        store.clone(),
+        bus,
+        placement.clone(),
+        network.clone(),
+        settings,
+    );
     World {
         _db: db,
         store,
@@ -396,7 +402,13 @@ async fn project_network(w: &World, project: ProjectId) -> oxistack_model::Netwo
     let ctx = oxistack_model::AuthContext::acting_for(project, UserId::new());
     let net = w
         .network
-        .network_create(&ctx, NetworkCreate { name: Some("private".into()), ..Default::default() })
+        .network_create(
+            &ctx,
+            NetworkCreate {
+                name: Some("private".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     w.network
@@ -419,25 +431,75 @@ async fn boot_allocates_and_binds_ports_and_every_undo_releases_them() {
     let w = world().await;
     let project = ProjectId::new();
     let net = project_network(&w, project).await;
-    let nic = vec![RequestedNic::Network { network_id: net, fixed_ip: None }];
+    let nic = vec![RequestedNic::Network {
+        network_id: net,
+        fixed_ip: None,
+    }];
 
     let id = new_server_in(&w, 512, project).await;
-    assert_eq!(boot_nics(&w, id, image(false), nic.clone(), ExecOptions { repeat_actions: true, ..Default::default() }).await, SagaState::Done);
+    assert_eq!(
+        boot_nics(
+            &w,
+            id,
+            image(false),
+            nic.clone(),
+            ExecOptions {
+                repeat_actions: true,
+                ..Default::default()
+            }
+        )
+        .await,
+        SagaState::Done
+    );
     let ports = w.store.ports_of_device(&id.to_string()).await.unwrap();
     assert_eq!(ports.len(), 1, "one port, even with every action run twice");
-    assert!(ports[0].fixed_ips[0].ip_address.to_string().starts_with("10.9.0."));
+    assert!(ports[0].fixed_ips[0]
+        .ip_address
+        .to_string()
+        .starts_with("10.9.0."));
 
     // A failure after the network step releases the port.
     for step in 1..4 {
         let id = new_server_in(&w, 512, project).await;
-        let opts = ExecOptions { fail_at: Some(step), repeat_undos: true, ..Default::default() };
-        assert_eq!(boot_nics(&w, id, image(false), nic.clone(), opts).await, SagaState::Failed);
-        assert!(w.store.ports_of_device(&id.to_string()).await.unwrap().is_empty(), "port left after a failure at step {step}");
+        let opts = ExecOptions {
+            fail_at: Some(step),
+            repeat_undos: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            boot_nics(&w, id, image(false), nic.clone(), opts).await,
+            SagaState::Failed
+        );
+        assert!(
+            w.store
+                .ports_of_device(&id.to_string())
+                .await
+                .unwrap()
+                .is_empty(),
+            "port left after a failure at step {step}"
+        );
     }
 
     // Delete releases it too.
     let rec = delete::record(id);
     w.store.saga_insert(&rec).await.unwrap();
-    assert_eq!(w.conductor.run(rec, ExecOptions { repeat_actions: true, ..Default::default() }).await.unwrap(), SagaState::Done);
-    assert!(w.store.ports_of_device(&id.to_string()).await.unwrap().is_empty());
+    assert_eq!(
+        w.conductor
+            .run(
+                rec,
+                ExecOptions {
+                    repeat_actions: true,
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap(),
+        SagaState::Done
+    );
+    assert!(w
+        .store
+        .ports_of_device(&id.to_string())
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -75,6 +75,12 @@ pub struct Network {
     metadata_upstream: OnceLock<Option<String>>,
     /// Wakes the reconciler after a write that changes the datapath.
     wake: Arc<Notify>,
+    /// One converge at a time, from reading the store to the agent's
+    /// answer. Without it a reconciler pass could read the store before a
+    /// boot saga binds its port and apply that older spec after the saga's
+    /// converge: the new port's tap and DHCP host entry would vanish just
+    /// as QEMU starts.
+    converging: tokio::sync::Mutex<()>,
 }
 
 impl Network {
@@ -85,6 +91,7 @@ impl Network {
             datapath: OnceLock::new(),
             metadata_upstream: OnceLock::new(),
             wake: Arc::new(Notify::new()),
+            converging: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -112,6 +119,7 @@ impl Network {
             }
         };
         let name = format!("network:{host}");
+        let _one = self.converging.lock().await;
         let spec = self
             .host_spec(host, self.settings_metadata_upstream())
             .await?;

@@ -60,8 +60,13 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(serve::run(args))
         }
         Command::MetadataProxy(a) => {
-            tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).init();
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .init();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(oxistack_netdev::metadata_proxy::run(
                 oxistack_netdev::metadata_proxy::MetadataProxyConfig {
                     network_id: a.network_id,

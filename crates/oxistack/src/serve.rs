@@ -107,7 +107,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // First start: identity bootstrap (and the clouds.yaml for the CLI).
     let boot = state
         .identity
-        .bootstrap(std::env::var("OXISTACK_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()))
+        .bootstrap(
+            std::env::var("OXISTACK_ADMIN_PASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty()),
+        )
         .await
         .map_err(|e| anyhow::anyhow!("identity bootstrap: {e}"))?;
     // The password is known when it was just generated or given; otherwise
@@ -121,15 +125,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let host = host_name(&settings);
     let driver: Arc<dyn VirtDriver> = match args.virt {
         Virt::Fake => Arc::new(
-            FakeDriver::new(&host, Some(dir.join("fake-virt.json")), host_capacity(&settings, &dir))
-                .map_err(anyhow_err)?,
+            FakeDriver::new(
+                &host,
+                Some(dir.join("fake-virt.json")),
+                host_capacity(&settings, &dir),
+            )
+            .map_err(anyhow_err)?,
         ),
         Virt::Qemu => {
             use oxistack_agent::qemu::{ImagePathFn, LocalImageSource, QemuConfig, QemuDriver};
             // The all-in-one host reads base images straight from the image store.
             let images = state.images.clone();
-            let path_for: ImagePathFn = Arc::new(move |id: oxistack_model::ImageId| images.data_path(id));
-            let mut qemu = QemuConfig::new(&host, dir.clone(), Arc::new(LocalImageSource::new(path_for)));
+            let path_for: ImagePathFn =
+                Arc::new(move |id: oxistack_model::ImageId| images.data_path(id));
+            let mut qemu = QemuConfig::new(
+                &host,
+                dir.clone(),
+                Arc::new(LocalImageSource::new(path_for)),
+            );
             qemu.accel = args.accel.parse().map_err(|e: String| anyhow::anyhow!(e))?;
             qemu.capacity = Some(host_capacity(&settings, &dir));
             // Runs the accelerator probe once; a TCG fallback is logged there, once.
@@ -148,7 +161,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     bus.register_network(
         &host,
-        Arc::new(NetworkAgent::new(datapath, NetworkAgentConfig::new(dir.join("network")))),
+        Arc::new(NetworkAgent::new(
+            datapath,
+            NetworkAgentConfig::new(dir.join("network")),
+        )),
     );
     state
         .placement
@@ -163,7 +179,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("placement: {e}"))?;
 
-    state.compute.ensure_default_flavors().await.map_err(anyhow_err)?;
+    state
+        .compute
+        .ensure_default_flavors()
+        .await
+        .map_err(anyhow_err)?;
     let admin_project = store
         .project_by_name(oxistack_model::DEFAULT_DOMAIN, "admin")
         .await
@@ -192,29 +212,41 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     });
 
-    let conductor = state.compute.conductor.clone();
-    let resumed = conductor.resume_unfinished().await.map_err(anyhow_err)?;
-    if resumed > 0 {
-        tracing::info!(resumed, "resumed unfinished workflows");
-    }
-    let sync = conductor.spawn_power_sync(Duration::from_secs(settings.power_sync_interval_secs.max(1)));
+    // The reconciler first: it also sets the metadata upstream that every
+    // converge (a resumed boot saga's too) puts in the spec; a converge
+    // without it would tear the metadata proxies down.
     let network_reconciler = state.network.spawn_reconciler(
         bus_dyn,
         host.clone(),
         Duration::from_secs(settings.network_reconcile_interval_secs.max(1)),
         Some(metadata_sock.display().to_string()),
     );
+    let conductor = state.compute.conductor.clone();
+    let resumed = conductor.resume_unfinished().await.map_err(anyhow_err)?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed unfinished workflows");
+    }
+    let sync = conductor.spawn_power_sync(Duration::from_secs(
+        settings.power_sync_interval_secs.max(1),
+    ));
 
     let app = oxistack_api::router(state);
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     let url = settings.public_url();
-    println!("OxiStack is serving the cloud at {url} (listening on {})", listener.local_addr()?);
+    println!(
+        "OxiStack is serving the cloud at {url} (listening on {})",
+        listener.local_addr()?
+    );
     println!("  data:     {}", dir.display());
     println!(
         "  database: {}",
-        if db_url.starts_with("sqlite") { db_url.as_str() } else { "postgres (from --database)" }
+        if db_url.starts_with("sqlite") {
+            db_url.as_str()
+        } else {
+            "postgres (from --database)"
+        }
     );
     println!(
         "  host:     {host} (virt: {}, accel: {}, {} vCPU, {} MB, {} GB)",
@@ -228,7 +260,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         dir.display()
     );
 
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     sync.abort();
     network_reconciler.abort();
     metadata.abort();

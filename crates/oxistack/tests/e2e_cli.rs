@@ -124,7 +124,10 @@ fn lifecycle(cloud: &Cloud, who: &Creds, tag: &str) -> (String, String) {
     // Nova's cut: the last two pieces of the log split on newlines.
     let lines: Vec<&str> = log.trim_end_matches('\n').split('\n').collect();
     assert!(two.trim_end().lines().count() <= 2, "{two}");
-    assert!(two.contains(lines[lines.len() - 1]), "--lines 2 lacks the last line: {two}");
+    assert!(
+        two.contains(lines[lines.len() - 1]),
+        "--lines 2 lacks the last line: {two}"
+    );
 
     // A second server, deleted with --wait, leaves nothing behind.
     let tmp = format!("tmp-{tag}");

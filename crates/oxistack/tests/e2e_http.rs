@@ -517,20 +517,51 @@ fn a_restart_keeps_every_resource() {
 fn hypervisors_and_services_show_the_host() {
     let cloud = Cloud::start();
     let admin = cloud.token("admin", ADMIN_PASSWORD, "admin");
-    let (s, b, _) = cloud.http_v("GET", "/compute/v2.1/os-hypervisors/detail", Some(&admin), None, "2.28");
+    let (s, b, _) = cloud.http_v(
+        "GET",
+        "/compute/v2.1/os-hypervisors/detail",
+        Some(&admin),
+        None,
+        "2.28",
+    );
     assert_eq!(s, 200, "{b}");
     let h = &b["hypervisors"][0];
     assert_eq!(h["hypervisor_hostname"], "e2e-host");
     assert_eq!(h["vcpus"], 8);
     assert_eq!(h["memory_mb"], 32768);
-    assert_eq!(h["cpu_info"]["accel"], "none", "the fake driver has no accelerator: {h}");
-    let (s, b, _) = cloud.http_v("GET", "/compute/v2.1/os-hypervisors/1", Some(&admin), None, "2.1");
+    assert_eq!(
+        h["cpu_info"]["accel"], "none",
+        "the fake driver has no accelerator: {h}"
+    );
+    let (s, b, _) = cloud.http_v(
+        "GET",
+        "/compute/v2.1/os-hypervisors/1",
+        Some(&admin),
+        None,
+        "2.1",
+    );
     assert_eq!(s, 200);
-    assert!(b["hypervisor"]["cpu_info"].is_string(), "cpu_info is a string before 2.28: {b}");
+    assert!(
+        b["hypervisor"]["cpu_info"].is_string(),
+        "cpu_info is a string before 2.28: {b}"
+    );
     let (_, svc, _) = cloud.http("GET", "/compute/v2.1/os-services", Some(&admin), None);
-    let binaries: Vec<&str> = svc["services"].as_array().unwrap().iter().map(|s| s["binary"].as_str().unwrap()).collect();
-    assert!(binaries.contains(&"nova-compute") && binaries.contains(&"nova-scheduler"), "{svc}");
+    let binaries: Vec<&str> = svc["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["binary"].as_str().unwrap())
+        .collect();
+    assert!(
+        binaries.contains(&"nova-compute") && binaries.contains(&"nova-scheduler"),
+        "{svc}"
+    );
     let dave = tenant(&cloud, &admin, "dave");
-    let (s, _, _) = cloud.http("GET", "/compute/v2.1/os-hypervisors", Some(&dave.token), None);
+    let (s, _, _) = cloud.http(
+        "GET",
+        "/compute/v2.1/os-hypervisors",
+        Some(&dave.token),
+        None,
+    );
     assert_eq!(s, 403);
 }

@@ -849,7 +849,12 @@ impl Store {
     }
 
     /// Changes the user-editable fields of a server (None: unchanged).
-    pub async fn server_update_fields(&self, scope: Scope, id: &ServerId, f: &ServerFields) -> AppResult<()> {
+    pub async fn server_update_fields(
+        &self,
+        scope: Scope,
+        id: &ServerId,
+        f: &ServerFields,
+    ) -> AppResult<()> {
         let now = ts(&oxistack_model::time::now());
         let r = sqlx::query(
             "UPDATE servers SET name = COALESCE($1, name),
@@ -871,7 +876,9 @@ impl Store {
         .await
         .map_err(db_err)?;
         if r.rows_affected() == 0 {
-            return Err(AppError::not_found(format!("Instance {id} could not be found.")));
+            return Err(AppError::not_found(format!(
+                "Instance {id} could not be found."
+            )));
         }
         Ok(())
     }

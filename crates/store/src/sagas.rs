@@ -150,7 +150,11 @@ impl Store {
 
 impl Store {
     /// The newest saga of `kind` on `target` that finished its work.
-    pub async fn saga_latest_done(&self, kind: &str, target: &str) -> AppResult<Option<SagaRecord>> {
+    pub async fn saga_latest_done(
+        &self,
+        kind: &str,
+        target: &str,
+    ) -> AppResult<Option<SagaRecord>> {
         let row = sqlx::query(
             "SELECT id FROM sagas WHERE kind = $1 AND target_id = $2 AND state = 'done'
              ORDER BY created_at DESC LIMIT 1",

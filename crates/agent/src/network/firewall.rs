@@ -1,13 +1,14 @@
 //! Port filtering in the root namespace: anti-spoofing and security groups.
 //!
-//! Two tables of our own (docs/design/0011-datapath.md):
+//! Two tables of this agent instance's own, `oxistack-<instance>`
+//! (docs/design/0011-datapath.md):
 //!
-//! - `bridge oxistack`, stateless, on the bridges' forward hook: frames from
+//! - `bridge oxistack-<instance>`, stateless, on the bridges' forward hook: frames from
 //!   a port go through `spoof-<tap>` (only its MACs and IPs, ARP included;
 //!   never a DHCP server reply, never a router advertisement). The same
 //!   chain tags the frame's mark with the source port's index (high 16
 //!   bits) and the destination port's index (low 16 bits).
-//! - `inet oxistack`, stateful: this kernel has no conntrack for the bridge
+//! - `inet oxistack-<instance>`, stateful: this kernel has no conntrack for the bridge
 //!   family, so bridged IP traffic is filtered where br_netfilter hands it
 //!   to the IP forward hook, with conntrack. The mark says which ports the
 //!   packet comes from and goes to; `egress-<tap>` returns when the source
@@ -95,9 +96,9 @@ fn strings(v: &[String]) -> oxistack_netdev::nftables::expr::Expression<'static>
     nft::set(v.iter().map(|x| nft::addr(x)).collect())
 }
 
-/// The `bridge oxistack` table.
-pub fn bridge_table(spec: &HostNetworkSpec) -> TableBuilder {
-    let mut t = TableBuilder::new(Family::Bridge, names::BRIDGE_TABLE);
+/// The `bridge oxistack-<instance>` table.
+pub fn bridge_table(spec: &HostNetworkSpec, name: &str) -> TableBuilder {
+    let mut t = TableBuilder::new(Family::Bridge, name);
     t.base_chain("forward", nft::ChainType::Filter, Hook::Forward, -200);
     let ports = filtered_ports(spec);
     // The source rules set the whole mark, so they all come before the
@@ -319,9 +320,9 @@ fn rule_match(
     Some(m)
 }
 
-/// The `inet oxistack` table.
-pub fn inet_table(spec: &HostNetworkSpec) -> TableBuilder {
-    let mut t = TableBuilder::new(Family::INet, names::INET_TABLE);
+/// The `inet oxistack-<instance>` table.
+pub fn inet_table(spec: &HostNetworkSpec, name: &str) -> TableBuilder {
+    let mut t = TableBuilder::new(Family::INet, name);
     t.base_chain("forward", nft::ChainType::Filter, Hook::Forward, 0);
     let groups: BTreeMap<String, &SecurityGroupSpec> = spec
         .security_groups

@@ -52,24 +52,47 @@ pub struct NetworkAgentConfig {
     pub vxlan_local: IpAddr,
     pub vxlan_port: u16,
     pub vxlan_learning: bool,
+    /// Tells this agent's host objects from those of another OxiStack on
+    /// the same machine (CI runs several clouds side by side): it names the
+    /// root nftables tables. Derived from the state directory, so a
+    /// restarted agent is the same instance.
+    pub instance: String,
 }
 
 impl NetworkAgentConfig {
     /// Defaults: this very binary as the metadata proxy, dnsmasq from PATH,
-    /// a host-local VXLAN underlay on the IANA port.
+    /// a host-local VXLAN underlay.
+    ///
+    /// The underlay's UDP port: the kernel refuses a second VXLAN device
+    /// with the same VNI on the same port, whatever its local address, and
+    /// every cloud allocates VNIs from the same range. On one host (the
+    /// loopback underlay) no other host needs to agree on the port, so each
+    /// instance takes its own in 30000-39999; a multi-host deployment sets
+    /// one port (e.g. the IANA 4789) for all its hosts.
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
         let exe = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "oxistack".into());
+        let state_dir = state_dir.into();
+        let hash = fnv1a(state_dir.to_string_lossy().as_bytes());
         NetworkAgentConfig {
-            state_dir: state_dir.into(),
             metadata_proxy_command: vec![exe, "metadata-proxy".into()],
             dnsmasq: "dnsmasq".into(),
             vxlan_local: IpAddr::from([127, 0, 0, 1]),
-            vxlan_port: 4789,
+            vxlan_port: 30000 + (hash % 10000) as u16,
             vxlan_learning: false,
+            instance: format!("{hash:08x}"),
+            state_dir,
         }
     }
+}
+
+/// FNV-1a (32 bits): a stable hash (std's may change between releases),
+/// for the instance name of a state directory.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// The network role of one host.
@@ -97,8 +120,11 @@ impl NetworkAgent {
             dp: self.datapath.as_ref(),
             cfg: &self.config,
             report: ApplyReport::default(),
+            owned: BTreeSet::new(),
+            owned_changed: false,
         };
         run.report.errors.extend(plan.errors.iter().cloned());
+        run.load_owned().await;
         run.teardown_daemons(&plan).await;
         run.teardown_namespaces(&plan).await;
         run.root_filtering(&plan).await;
@@ -107,10 +133,17 @@ impl NetworkAgent {
         run.teardown_root_links(&plan).await;
         run.dhcp(&plan).await;
         run.proxies(&plan).await;
+        run.save_owned().await;
         let report = run.report;
         if !report.errors.is_empty() {
             tracing::warn!(errors = ?report.errors, "network apply finished with errors");
         } else if !report.is_noop() {
+            tracing::debug!(
+                created = ?report.created,
+                repaired = ?report.repaired,
+                removed = ?report.removed,
+                "network apply details"
+            );
             tracing::info!(
                 created = report.created.len(),
                 repaired = report.repaired.len(),
@@ -400,7 +433,11 @@ impl Plan {
             plan.namespaces.insert(ns, np);
         }
         if !firewall::filtered_ports(spec).is_empty() {
-            plan.root_tables = vec![firewall::bridge_table(spec), firewall::inet_table(spec)];
+            let table = names::root_table(&cfg.instance);
+            plan.root_tables = vec![
+                firewall::bridge_table(spec, &table),
+                firewall::inet_table(spec, &table),
+            ];
         }
         plan
     }
@@ -446,9 +483,62 @@ struct Run<'a> {
     dp: &'a dyn Datapath,
     cfg: &'a NetworkAgentConfig,
     report: ApplyReport,
+    /// The ownership record: the root links and namespaces this instance
+    /// made or adopted (keys from [`names::owned_link`] and
+    /// [`names::owned_namespace`]). Teardown removes only these: a name
+    /// prefix says "some OxiStack", not "this one", and another cloud on
+    /// the same machine must keep its bridges, taps and namespaces.
+    owned: BTreeSet<String>,
+    owned_changed: bool,
 }
 
 impl Run<'_> {
+    fn owned_path(&self) -> PathBuf {
+        self.cfg.state_dir.join("owned")
+    }
+
+    async fn load_owned(&mut self) {
+        match self.dp.read_file(&self.owned_path()).await {
+            Ok(text) => {
+                self.owned = text
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
+            Err(e) => self.error("reading the ownership record", e),
+        }
+    }
+
+    async fn save_owned(&mut self) {
+        if !self.owned_changed {
+            return;
+        }
+        let text: String = self.owned.iter().map(|k| format!("{k}\n")).collect();
+        match self.dp.write_file(&self.owned_path(), &text).await {
+            Ok(()) => self.owned_changed = false,
+            Err(e) => self.error("writing the ownership record", e),
+        }
+    }
+
+    /// Records an object as this instance's; `now` writes the record at
+    /// once (before creating it, so a crash never leaves an unrecorded one).
+    async fn own(&mut self, key: String, now: bool) {
+        if self.owned.insert(key) {
+            self.owned_changed = true;
+            if now {
+                self.save_owned().await;
+            }
+        }
+    }
+
+    fn disown(&mut self, key: &str) {
+        if self.owned.remove(key) {
+            self.owned_changed = true;
+        }
+    }
+
     fn error(&mut self, what: impl std::fmt::Display, e: HostError) {
         self.report.errors.push(format!("{what}: {e}"));
     }
@@ -533,16 +623,34 @@ impl Run<'_> {
             Ok(n) => n,
             Err(e) => return self.error("listing namespaces", e),
         };
-        for ns in existing {
-            let ours =
-                ns.starts_with(names::DHCP_NS_PREFIX) || ns.starts_with(names::ROUTER_NS_PREFIX);
-            if ours && !plan.namespaces.contains_key(&ns) {
-                match self.dp.delete_namespace(&ns).await {
-                    Ok(()) => self.report.removed.push(format!("namespace {ns}")),
-                    Err(e) if e.is_not_found() => {}
+        for ns in &existing {
+            let key = names::owned_namespace(ns);
+            let ours = (ns.starts_with(names::DHCP_NS_PREFIX)
+                || ns.starts_with(names::ROUTER_NS_PREFIX))
+                && self.owned.contains(&key);
+            if ours && !plan.namespaces.contains_key(ns) {
+                match self.dp.delete_namespace(ns).await {
+                    Ok(()) => {
+                        self.report.removed.push(format!("namespace {ns}"));
+                        self.disown(&key);
+                    }
+                    Err(e) if e.is_not_found() => self.disown(&key),
                     Err(e) => self.error(format!("deleting namespace {ns}"), e),
                 }
             }
+        }
+        // Records of namespaces that are gone (removed by hand).
+        let gone: Vec<String> = self
+            .owned
+            .iter()
+            .filter(|k| {
+                k.strip_prefix("netns ")
+                    .is_some_and(|n| !existing.iter().any(|e| e == n))
+            })
+            .cloned()
+            .collect();
+        for k in gone {
+            self.disown(&k);
         }
     }
 
@@ -567,8 +675,8 @@ impl Run<'_> {
             Err(e) => return self.error("listing nftables tables", e),
         };
         for (family, name) in existing {
-            let ours = (family == "bridge" && name == names::BRIDGE_TABLE)
-                || (family == "inet" && name == names::INET_TABLE);
+            let ours = matches!(family.as_str(), "bridge" | "inet")
+                && name == names::root_table(&self.cfg.instance);
             let wanted = plan
                 .root_tables
                 .iter()
@@ -637,6 +745,9 @@ impl Run<'_> {
         };
         for (name, mtu) in &plan.bridges {
             let current = links.get(name);
+            // A flat network's bridge may be the machine's (no OxiStack
+            // prefix): recorded or not, teardown never deletes it.
+            self.own(names::owned_link(name), current.is_none()).await;
             let mut fresh = false;
             match current {
                 Some(l) if l.kind.as_deref() != Some("bridge") => {
@@ -665,6 +776,7 @@ impl Run<'_> {
         }
         for (name, (vni, bridge, mtu)) in &plan.vxlans {
             let mut current = links.get(name);
+            self.own(names::owned_link(name), current.is_none()).await;
             if let Some(l) = current {
                 if l.kind.as_deref() != Some("vxlan") || l.vxlan_id != Some(*vni) {
                     match self.dp.delete_link(None, name).await {
@@ -707,6 +819,8 @@ impl Run<'_> {
         }
         for (name, (bridge, mtu)) in &plan.taps {
             let current = links.get(name);
+            // A tap QEMU made itself is adopted: recorded as ours.
+            self.own(names::owned_link(name), current.is_none()).await;
             let mut fresh = false;
             if current.is_none() {
                 // QEMU opens it by name with script=no; a tap QEMU made itself is adopted.
@@ -751,6 +865,7 @@ impl Run<'_> {
         let mut stale: Vec<&Link> = links
             .iter()
             .filter(|l| !desired.contains(&l.name))
+            .filter(|l| self.owned.contains(&names::owned_link(&l.name)))
             .filter(|l| {
                 names::ROOT_PREFIXES.iter().any(|p| l.name.starts_with(p))
                     || (names::is_tap(&l.name)
@@ -762,12 +877,30 @@ impl Run<'_> {
             .collect();
         stale.sort_by_key(|l| rank(l));
         for l in stale {
+            let key = names::owned_link(&l.name);
             match self.dp.delete_link(None, &l.name).await {
-                Ok(()) => self.report.removed.push(format!("link {}", l.name)),
+                Ok(()) => {
+                    self.report.removed.push(format!("link {}", l.name));
+                    self.disown(&key);
+                }
                 // A veth goes with its peer's namespace.
-                Err(e) if e.is_not_found() => {}
+                Err(e) if e.is_not_found() => self.disown(&key),
                 Err(e) => self.error(format!("deleting link {}", l.name), e),
             }
+        }
+        // Records of links that are gone (veth ends of deleted namespaces,
+        // links removed by hand) and that the plan does not want back.
+        let gone: Vec<String> = self
+            .owned
+            .iter()
+            .filter(|k| {
+                k.strip_prefix("link ")
+                    .is_some_and(|n| !desired.contains(n) && !links.iter().any(|l| l.name == n))
+            })
+            .cloned()
+            .collect();
+        for k in gone {
+            self.disown(&k);
         }
     }
 
@@ -778,6 +911,7 @@ impl Run<'_> {
         };
         for (ns, np) in &plan.namespaces {
             let fresh = !existing.contains(ns);
+            self.own(names::owned_namespace(ns), fresh).await;
             if fresh {
                 match self.dp.add_namespace(ns).await {
                     Ok(()) => self.report.created.push(format!("namespace {ns}")),
@@ -804,6 +938,7 @@ impl Run<'_> {
         for v in &np.veths {
             let (r, i) = (root.get(&v.root), inner.get(&v.inner));
             let whole = matches!((r, i), (Some(r), Some(_)) if r.kind.as_deref() == Some("veth"));
+            self.own(names::owned_link(&v.root), !whole).await;
             let mut fresh = false;
             if !whole {
                 // Half a pair (or a wrong device) is replaced by a new pair.

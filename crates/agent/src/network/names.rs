@@ -45,10 +45,23 @@ pub fn is_tap(name: &str) -> bool {
     name.len() == 14 && name.starts_with("tap") && name[3..].chars().all(|c| c.is_ascii_hexdigit())
 }
 
-/// The root-namespace tables: port anti-spoofing (bridge family, stateless)
-/// and security groups (inet family, stateful through br_netfilter).
-pub const BRIDGE_TABLE: &str = "oxistack";
-pub const INET_TABLE: &str = "oxistack";
+/// The name of both root-namespace tables of one agent instance: port
+/// anti-spoofing (bridge family, stateless) and security groups (inet
+/// family, stateful through br_netfilter). Tables are host-global, so each
+/// instance (one per data directory) has its own: two clouds on one machine
+/// (CI, tests) must not replace each other's rules.
+pub fn root_table(instance: &str) -> String {
+    format!("oxistack-{instance}")
+}
+
+/// The record keys of the host objects an instance owns (see the agent's
+/// ownership record): root-namespace links and namespaces.
+pub fn owned_link(name: &str) -> String {
+    format!("link {name}")
+}
+pub fn owned_namespace(name: &str) -> String {
+    format!("netns {name}")
+}
 /// The NAT table in router namespaces.
 pub const NAT_TABLE: &str = "oxistack-nat";
 

@@ -31,7 +31,9 @@ use super::instance_dir::InstanceDir;
 /// The volume label cloud-init and cloudbase-init look for.
 pub const LABEL: &str = "config-2";
 
-pub use oxistack_bus::metadata::{ec2_meta_data, files, meta_data, network_data, EC2_VERSION, OPENSTACK_VERSION};
+pub use oxistack_bus::metadata::{
+    ec2_meta_data, files, meta_data, network_data, EC2_VERSION, OPENSTACK_VERSION,
+};
 
 /// 512 random bytes, base64, as Nova's `random_seed`.
 fn random_seed() -> AppResult<String> {

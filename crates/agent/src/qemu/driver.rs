@@ -12,8 +12,8 @@ use oxistack_model::server_state::PowerState;
 use oxistack_model::{AppError, AppResult, ErrorKind, ServerId};
 use oxistack_qemu::{
     find_instance_qemu, is_instance_qemu, launch, probe_accel, terminate, Accel, AccelRequest,
-    DiskFile, DiskFormat, FirmwareType, ImageProperties, MachineProfile, Nic, ProbeOutcome, QmpClient,
-    QmpError, RunState, UefiVars, OVMF_VARS_TEMPLATE_PATH, QEMU_SYSTEM_X86_64,
+    DiskFile, DiskFormat, FirmwareType, ImageProperties, MachineProfile, Nic, ProbeOutcome,
+    QmpClient, QmpError, RunState, UefiVars, OVMF_VARS_TEMPLATE_PATH, QEMU_SYSTEM_X86_64,
 };
 use tokio::sync::Mutex as AsyncMutex;
 use uuid::Uuid;

@@ -50,7 +50,12 @@ fn detail(h: &Hypervisor, v: ApiVersion) -> Value {
 }
 
 /// From 2.33, `limit` and `marker` (a hypervisor id) page the listing.
-async fn listed(state: &AppState, auth: &Auth, v: ApiVersion, q: &QueryPairs) -> ApiResult<Vec<Hypervisor>> {
+async fn listed(
+    state: &AppState,
+    auth: &Auth,
+    v: ApiVersion,
+    q: &QueryPairs,
+) -> ApiResult<Vec<Hypervisor>> {
     let mut hs = state.compute.hypervisors(&auth.0).await?;
     if v.at_least(2, 33) {
         if let Some(m) = q.get("marker") {
@@ -74,7 +79,9 @@ pub async fn list(
     q: QueryPairs,
 ) -> ApiResult<impl IntoResponse> {
     let hs = listed(&state, &auth, v, &q).await?;
-    Ok(Json(json!({"hypervisors": hs.iter().map(brief).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"hypervisors": hs.iter().map(brief).collect::<Vec<_>>()}),
+    ))
 }
 
 pub async fn list_detail(
@@ -84,7 +91,9 @@ pub async fn list_detail(
     q: QueryPairs,
 ) -> ApiResult<impl IntoResponse> {
     let hs = listed(&state, &auth, v, &q).await?;
-    Ok(Json(json!({"hypervisors": hs.iter().map(|h| detail(h, v)).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"hypervisors": hs.iter().map(|h| detail(h, v)).collect::<Vec<_>>()}),
+    ))
 }
 
 pub async fn show(
@@ -136,14 +145,25 @@ pub async fn services(
         services.push(s);
     };
     let controller = state.settings.host.clone().unwrap_or_else(|| {
-        hs.first().map(|h| h.host.name.clone()).unwrap_or_else(|| "localhost".into())
+        hs.first()
+            .map(|h| h.host.name.clone())
+            .unwrap_or_else(|| "localhost".into())
     });
-    let now = iso_micros(&oxistack_model::time::now()).trim_end_matches('Z').to_string();
+    let now = iso_micros(&oxistack_model::time::now())
+        .trim_end_matches('Z')
+        .to_string();
     push("nova-scheduler", &controller, "internal", now.clone());
     push("nova-conductor", &controller, "internal", now);
     for h in &hs {
-        let seen = iso_micros(&h.host.last_seen).trim_end_matches('Z').to_string();
-        push("nova-compute", &h.host.name, &state.settings.availability_zone, seen);
+        let seen = iso_micros(&h.host.last_seen)
+            .trim_end_matches('Z')
+            .to_string();
+        push(
+            "nova-compute",
+            &h.host.name,
+            &state.settings.availability_zone,
+            seen,
+        );
     }
     Ok(Json(json!({"services": services})))
 }

@@ -65,7 +65,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v2.1/servers/{id}/action", post(servers::action))
         .route("/v2.1/servers/{id}/ips", get(servers::ips))
-        .route("/v2.1/servers/{id}/ips/{network}", get(servers::ips_of_network))
+        .route(
+            "/v2.1/servers/{id}/ips/{network}",
+            get(servers::ips_of_network),
+        )
         .route(
             "/v2.1/servers/{id}/metadata",
             get(servers::metadata_list)
@@ -107,7 +110,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v2.1/os-hypervisors", get(hypervisors::list))
         .route("/v2.1/os-hypervisors/detail", get(hypervisors::list_detail))
-        .route("/v2.1/os-hypervisors/statistics", get(hypervisors::statistics))
+        .route(
+            "/v2.1/os-hypervisors/statistics",
+            get(hypervisors::statistics),
+        )
         .route("/v2.1/os-hypervisors/{id}", get(hypervisors::show))
         .route("/v2.1/os-services", get(hypervisors::services))
         .route("/v2.1/os-availability-zone", get(limits::zones))

@@ -8,10 +8,10 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use oxistack_bus::PowerCommand;
 use oxistack_compute::servers::{NetworksRequest, ServerCreate};
-use oxistack_network::servers::RequestedNic;
 use oxistack_model::server_state::{api_status, VmState};
 use oxistack_model::time::{iso_seconds, parse as parse_time};
 use oxistack_model::{AppError, AuthContext, ServerId};
+use oxistack_network::servers::RequestedNic;
 use oxistack_store::compute::{Server, ServerFields, ServerFilter};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha224};
@@ -46,7 +46,10 @@ fn brief(state: &AppState, s: &Server) -> Value {
 
 /// The full server view for a microversion, as Nova's `views/servers.py`.
 /// Nova's `addresses`: network name → addresses, from the server's ports.
-async fn addresses_of(state: &AppState, servers: &[Server]) -> Result<HashMap<ServerId, Value>, AppError> {
+async fn addresses_of(
+    state: &AppState,
+    servers: &[Server],
+) -> Result<HashMap<ServerId, Value>, AppError> {
     let ids: Vec<ServerId> = servers.iter().map(|s| s.id).collect();
     let map = state.network.server_addresses(&ids).await?;
     Ok(map
@@ -74,7 +77,13 @@ async fn addresses_of(state: &AppState, servers: &[Server]) -> Result<HashMap<Se
         .collect())
 }
 
-fn full(state: &AppState, ctx: &AuthContext, s: &Server, v: ApiVersion, addresses: Option<&Value>) -> Value {
+fn full(
+    state: &AppState,
+    ctx: &AuthContext,
+    s: &Server,
+    v: ApiVersion,
+    addresses: Option<&Value>,
+) -> Value {
     let admin = ctx.is_admin();
     let status = api_status(s.vm_state, s.task_state);
     let base = state.settings.public_url();
@@ -278,11 +287,17 @@ async fn listed(
                 .map_err(|_| AppError::bad_request(format!("Invalid {key} filter {pattern:?}.")))?;
             let addrs = addresses_of(state, &servers).await?;
             servers.retain(|s| {
-                addrs.get(&s.id).and_then(|a| a.as_object()).is_some_and(|nets| {
-                    nets.values().flat_map(|l| l.as_array().into_iter().flatten()).any(|a| {
-                        a["version"] == version && a["addr"].as_str().is_some_and(|addr| re.is_match(addr))
+                addrs
+                    .get(&s.id)
+                    .and_then(|a| a.as_object())
+                    .is_some_and(|nets| {
+                        nets.values()
+                            .flat_map(|l| l.as_array().into_iter().flatten())
+                            .any(|a| {
+                                a["version"] == version
+                                    && a["addr"].as_str().is_some_and(|addr| re.is_match(addr))
+                            })
                     })
-                })
             });
         }
     }
@@ -340,8 +355,7 @@ pub async fn detail(
     let (mut servers, next, _) = listed(&state, &auth, v, &q).await?;
     state.compute.store.attach_details(&mut servers).await?;
     let addrs = addresses_of(&state, &servers).await?;
-    let mut body =
-        json!({"servers": servers.iter().map(|s| full(&state, &auth.0, s, v, addrs.get(&s.id))).collect::<Vec<_>>()});
+    let mut body = json!({"servers": servers.iter().map(|s| full(&state, &auth.0, s, v, addrs.get(&s.id))).collect::<Vec<_>>()});
     if let Some(n) = next {
         body["servers_links"] = n;
     }
@@ -356,7 +370,9 @@ pub async fn show(
 ) -> ApiResult<impl IntoResponse> {
     let s = state.compute.server_get(&auth.0, &server_id(&id)?).await?;
     let addrs = addresses_of(&state, std::slice::from_ref(&s)).await?;
-    Ok(Json(json!({"server": full(&state, &auth.0, &s, v, addrs.get(&s.id))})))
+    Ok(Json(
+        json!({"server": full(&state, &auth.0, &s, v, addrs.get(&s.id))}),
+    ))
 }
 
 fn str_field(o: &Value, k: &str) -> Result<Option<String>, AppError> {
@@ -424,8 +440,14 @@ const CREATE_KEYS: &[&str] = &[
 /// One item of `networks`: `{"uuid": net, "fixed_ip": ip}` or `{"port": id}`
 /// (with an optional device `tag`, 2.32+, accepted and not used).
 fn requested_nic(item: &Value) -> Result<RequestedNic, AppError> {
-    let bad = |what: &str| AppError::bad_request(format!("Invalid input for field/attribute networks: {what}. Value: {item}."));
-    let o = item.as_object().ok_or_else(|| bad("an object is expected"))?;
+    let bad = |what: &str| {
+        AppError::bad_request(format!(
+            "Invalid input for field/attribute networks: {what}. Value: {item}."
+        ))
+    };
+    let o = item
+        .as_object()
+        .ok_or_else(|| bad("an object is expected"))?;
     for k in o.keys() {
         if !matches!(k.as_str(), "uuid" | "port" | "fixed_ip" | "tag") {
             return Err(bad(&format!("'{k}' is not allowed")));
@@ -433,7 +455,9 @@ fn requested_nic(item: &Value) -> Result<RequestedNic, AppError> {
     }
     let text = |k: &str| o.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
     match (text("port"), text("uuid")) {
-        (Some(p), _) => Ok(RequestedNic::Port(p.parse().map_err(|_| bad("bad port id"))?)),
+        (Some(p), _) => Ok(RequestedNic::Port(
+            p.parse().map_err(|_| bad("bad port id"))?,
+        )),
         (None, Some(n)) => Ok(RequestedNic::Network {
             network_id: n.parse().map_err(|_| bad("bad network uuid"))?,
             fixed_ip: match text("fixed_ip") {
@@ -612,10 +636,19 @@ pub async fn create(
                         .and_then(|n| n.as_str())
                         .filter(|n| !n.is_empty())
                         .map(String::from)
-                        .ok_or_else(|| AppError::bad_request("Invalid input for field/attribute security_groups."))
+                        .ok_or_else(|| {
+                            AppError::bad_request(
+                                "Invalid input for field/attribute security_groups.",
+                            )
+                        })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
-            Some(_) => return Err(AppError::bad_request("Invalid input for field/attribute security_groups.").into()),
+            Some(_) => {
+                return Err(AppError::bad_request(
+                    "Invalid input for field/attribute security_groups.",
+                )
+                .into())
+            }
         },
         tags,
     };
@@ -700,7 +733,14 @@ pub async fn update(
     if !v.at_least(2, 75) {
         if let Some(o) = view.as_object_mut() {
             o.retain(|k, _| !k.contains(':') || k == "OS-DCF:diskConfig");
-            for k in ["config_drive", "key_name", "os-extended-volumes:volumes_attached", "security_groups", "host_status", "fault"] {
+            for k in [
+                "config_drive",
+                "key_name",
+                "os-extended-volumes:volumes_attached",
+                "security_groups",
+                "host_status",
+                "fault",
+            ] {
                 o.remove(k);
             }
         }
@@ -709,7 +749,11 @@ pub async fn update(
 }
 
 /// `GET /servers/{id}/ips`: the server's addresses by network.
-pub async fn ips(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+pub async fn ips(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let s = state.compute.server_get(&auth.0, &server_id(&id)?).await?;
     let addrs = addresses_of(&state, std::slice::from_ref(&s)).await?;
     Ok(Json(json!({"addresses": ips_view(addrs.get(&s.id))})))

@@ -159,10 +159,10 @@ impl Cloud {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--virt")
             .arg(self.virt)
-            .arg("--accel")
-            .arg("tcg")
             .arg("--datapath")
             .arg(self.datapath)
+            // TCG unless a test asks otherwise (OXISTACK_ACCEL in its env).
+            .env("OXISTACK_ACCEL", "tcg")
             .env("OXISTACK_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("OXISTACK_HOST", "e2e-host")
             .env("OXISTACK_HOST_VCPUS", "8")
@@ -401,7 +401,10 @@ impl Drop for Cloud {
         // end the processes of this cloud's own data dir (and nothing else),
         // even when the test failed.
         for pid in pids_naming(&self.dir.path().to_string_lossy()) {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
         }
         if std::thread::panicking() {
             eprintln!("--- oxistack log ---\n{}", tail(&self.log(), 80));
@@ -457,8 +460,12 @@ pub fn pids_naming(text: &str) -> Vec<u32> {
     let me = std::process::id();
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         if pid != me && String::from_utf8_lossy(&cmd).contains(text) {
             out.push(pid);
         }
@@ -470,11 +477,19 @@ pub fn pids_naming(text: &str) -> Vec<u32> {
 pub fn qemu_pids(uuid: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let cmd = String::from_utf8_lossy(&cmd);
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat.rsplit(')').next().map(|r| r.trim_start().starts_with('Z')).unwrap_or(false);
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .map(|r| r.trim_start().starts_with('Z'))
+            .unwrap_or(false);
         if cmd.starts_with("qemu-system") && cmd.contains(uuid) && !zombie {
             out.push(pid);
         }
