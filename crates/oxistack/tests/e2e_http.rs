@@ -545,6 +545,25 @@ fn hypervisors_and_services_show_the_host() {
         b["hypervisor"]["cpu_info"].is_string(),
         "cpu_info is a string before 2.28: {b}"
     );
+    let (s, up, _) = cloud.http(
+        "GET",
+        "/compute/v2.1/os-hypervisors/1/uptime",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(s, 200);
+    assert!(
+        up["hypervisor"]["uptime"]
+            .as_str()
+            .unwrap()
+            .contains("load average:"),
+        "{up}"
+    );
+    let (s, aggs, _) = cloud.http("GET", "/compute/v2.1/os-aggregates", Some(&admin), None);
+    assert_eq!(
+        (s, aggs["aggregates"].as_array().map(|a| a.len())),
+        (200, Some(0))
+    );
     let (_, svc, _) = cloud.http("GET", "/compute/v2.1/os-services", Some(&admin), None);
     let binaries: Vec<&str> = svc["services"]
         .as_array()

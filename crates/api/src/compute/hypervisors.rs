@@ -167,3 +167,50 @@ pub async fn services(
     }
     Ok(Json(json!({"services": services})))
 }
+
+/// `uptime` as the `uptime(1)` line Nova relays from the host
+/// (`HH:MM:SS up D days, H:MM,  N users,  load average: a, b, c`).
+fn uptime_line() -> String {
+    let secs = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|u| {
+            u.split_whitespace()
+                .next()
+                .and_then(|s| s.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0) as u64;
+    let load: Vec<String> = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .map(String::from)
+        .collect();
+    let now = chrono::Utc::now().format("%H:%M:%S");
+    let (days, hours, mins) = (secs / 86400, secs % 86400 / 3600, secs % 3600 / 60);
+    format!(
+        " {now} up {days} days, {hours}:{mins:02},  0 users,  load average: {}",
+        load.join(", ")
+    )
+}
+
+/// `GET /os-hypervisors/{id}/uptime` (before 2.88).
+pub async fn uptime(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let h = state.compute.hypervisor(&auth.0, &id).await?;
+    let mut o = brief(&h);
+    o["uptime"] = json!(uptime_line());
+    Ok(Json(json!({ "hypervisor": o })))
+}
+
+/// `GET /os-aggregates`: OxiStack has no host aggregates yet, so the list
+/// is empty (clients such as `openstack hypervisor show` read it).
+pub async fn aggregates(
+    State(_state): State<AppState>,
+    auth: Auth,
+) -> ApiResult<impl IntoResponse> {
+    auth.0.require_admin()?;
+    Ok(Json(json!({ "aggregates": [] })))
+}

@@ -115,6 +115,8 @@ pub fn router(state: AppState) -> Router {
             get(hypervisors::statistics),
         )
         .route("/v2.1/os-hypervisors/{id}", get(hypervisors::show))
+        .route("/v2.1/os-hypervisors/{id}/uptime", get(hypervisors::uptime))
+        .route("/v2.1/os-aggregates", get(hypervisors::aggregates))
         .route("/v2.1/os-services", get(hypervisors::services))
         .route("/v2.1/os-availability-zone", get(limits::zones))
         .route(
