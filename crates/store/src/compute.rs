@@ -627,14 +627,10 @@ impl Store {
         id: &ServerId,
         include_deleted: bool,
     ) -> AppResult<Server> {
-        let row =
-            sqlx::query("SELECT * FROM servers WHERE id = $1 AND ($2 IS NULL OR project_id = $2)")
-                .bind(id.to_string())
-                .bind(scope.project())
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_err)?
-                .ok_or_else(|| AppError::not_found(format!("Instance {id} could not be found.")))?;
+        let row = self
+            .scoped_row("servers", &id.to_string(), scope)
+            .await?
+            .ok_or_else(|| AppError::not_found(format!("Instance {id} could not be found.")))?;
         let mut s = server_from(&row)?;
         if s.deleted && !include_deleted {
             return Err(AppError::not_found(format!(

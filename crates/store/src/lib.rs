@@ -136,6 +136,40 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// The row of `table` with this `id`, if the scope may see it (the
+    /// table has `id` and `project_id` columns). `table` is one of ours,
+    /// never user input.
+    pub async fn scoped_row(
+        &self,
+        table: &'static str,
+        id: &str,
+        scope: Scope,
+    ) -> Result<Option<AnyRow>, AppError> {
+        sqlx::query(&format!(
+            "SELECT * FROM {table} WHERE id = $1 AND ($2 IS NULL OR project_id = $2)"
+        ))
+        .bind(id)
+        .bind(scope.project())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)
+    }
+
+    /// Every row of `table` the scope may see, oldest first.
+    pub async fn scoped_rows(
+        &self,
+        table: &'static str,
+        scope: Scope,
+    ) -> Result<Vec<AnyRow>, AppError> {
+        sqlx::query(&format!(
+            "SELECT * FROM {table} WHERE ($1 IS NULL OR project_id = $1) ORDER BY created_at, id"
+        ))
+        .bind(scope.project())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)
+    }
 }
 
 /// Reads helpers for rows, so queries stay short.

@@ -950,27 +950,17 @@ impl Store {
 
     /// A port of the scope's project (admins: any).
     pub async fn port_get(&self, scope: Scope, id: &PortId) -> AppResult<Port> {
-        let row =
-            sqlx::query("SELECT * FROM ports WHERE id = $1 AND ($2 IS NULL OR project_id = $2)")
-                .bind(id.to_string())
-                .bind(scope.project())
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_err)?
-                .ok_or_else(|| port_not_found(id))?;
+        let row = self
+            .scoped_row("ports", &id.to_string(), scope)
+            .await?
+            .ok_or_else(|| port_not_found(id))?;
         let mut p = vec![port_from(&row)];
         self.port_details(&mut p).await?;
         Ok(p.remove(0))
     }
 
     pub async fn port_list(&self, scope: Scope) -> AppResult<Vec<Port>> {
-        let rows = sqlx::query(
-            "SELECT * FROM ports WHERE ($1 IS NULL OR project_id = $1) ORDER BY created_at, id",
-        )
-        .bind(scope.project())
-        .fetch_all(self.pool())
-        .await
-        .map_err(db_err)?;
+        let rows = self.scoped_rows("ports", scope).await?;
         let mut ports: Vec<Port> = rows.iter().map(port_from).collect();
         self.port_details(&mut ports).await?;
         Ok(ports)
@@ -1225,26 +1215,15 @@ impl Store {
         scope: Scope,
         id: &SecurityGroupId,
     ) -> AppResult<SecurityGroup> {
-        let row = sqlx::query(
-            "SELECT * FROM security_groups WHERE id = $1 AND ($2 IS NULL OR project_id = $2)",
-        )
-        .bind(id.to_string())
-        .bind(scope.project())
-        .fetch_optional(self.pool())
-        .await
-        .map_err(db_err)?
-        .ok_or_else(|| security_group_not_found(id))?;
+        let row = self
+            .scoped_row("security_groups", &id.to_string(), scope)
+            .await?
+            .ok_or_else(|| security_group_not_found(id))?;
         Ok(group_from(&row))
     }
 
     pub async fn security_group_list(&self, scope: Scope) -> AppResult<Vec<SecurityGroup>> {
-        let rows = sqlx::query(
-            "SELECT * FROM security_groups WHERE ($1 IS NULL OR project_id = $1) ORDER BY created_at, id",
-        )
-        .bind(scope.project())
-        .fetch_all(self.pool())
-        .await
-        .map_err(db_err)?;
+        let rows = self.scoped_rows("security_groups", scope).await?;
         Ok(rows.iter().map(group_from).collect())
     }
 
@@ -1322,15 +1301,10 @@ impl Store {
         scope: Scope,
         id: &SecurityGroupRuleId,
     ) -> AppResult<SecurityGroupRule> {
-        let row = sqlx::query(
-            "SELECT * FROM security_group_rules WHERE id = $1 AND ($2 IS NULL OR project_id = $2)",
-        )
-        .bind(id.to_string())
-        .bind(scope.project())
-        .fetch_optional(self.pool())
-        .await
-        .map_err(db_err)?
-        .ok_or_else(|| rule_not_found(id))?;
+        let row = self
+            .scoped_row("security_group_rules", &id.to_string(), scope)
+            .await?
+            .ok_or_else(|| rule_not_found(id))?;
         Ok(rule_from(&row))
     }
 
@@ -1443,25 +1417,15 @@ impl Store {
     }
 
     pub async fn router_get(&self, scope: Scope, id: &RouterId) -> AppResult<Router> {
-        let row =
-            sqlx::query("SELECT * FROM routers WHERE id = $1 AND ($2 IS NULL OR project_id = $2)")
-                .bind(id.to_string())
-                .bind(scope.project())
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_err)?
-                .ok_or_else(|| router_not_found(id))?;
+        let row = self
+            .scoped_row("routers", &id.to_string(), scope)
+            .await?
+            .ok_or_else(|| router_not_found(id))?;
         Ok(router_from(&row))
     }
 
     pub async fn router_list(&self, scope: Scope) -> AppResult<Vec<Router>> {
-        let rows = sqlx::query(
-            "SELECT * FROM routers WHERE ($1 IS NULL OR project_id = $1) ORDER BY created_at, id",
-        )
-        .bind(scope.project())
-        .fetch_all(self.pool())
-        .await
-        .map_err(db_err)?;
+        let rows = self.scoped_rows("routers", scope).await?;
         Ok(rows.iter().map(router_from).collect())
     }
 
@@ -1591,26 +1555,15 @@ impl Store {
     }
 
     pub async fn floating_ip_get(&self, scope: Scope, id: &FloatingIpId) -> AppResult<FloatingIp> {
-        let row = sqlx::query(
-            "SELECT * FROM floating_ips WHERE id = $1 AND ($2 IS NULL OR project_id = $2)",
-        )
-        .bind(id.to_string())
-        .bind(scope.project())
-        .fetch_optional(self.pool())
-        .await
-        .map_err(db_err)?
-        .ok_or_else(|| floating_ip_not_found(id))?;
+        let row = self
+            .scoped_row("floating_ips", &id.to_string(), scope)
+            .await?
+            .ok_or_else(|| floating_ip_not_found(id))?;
         Ok(fip_from(&row))
     }
 
     pub async fn floating_ip_list(&self, scope: Scope) -> AppResult<Vec<FloatingIp>> {
-        let rows = sqlx::query(
-            "SELECT * FROM floating_ips WHERE ($1 IS NULL OR project_id = $1) ORDER BY created_at, id",
-        )
-        .bind(scope.project())
-        .fetch_all(self.pool())
-        .await
-        .map_err(db_err)?;
+        let rows = self.scoped_rows("floating_ips", scope).await?;
         Ok(rows.iter().map(fip_from).collect())
     }
 
