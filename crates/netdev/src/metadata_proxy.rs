@@ -15,7 +15,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -23,7 +23,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, UnixStream};
+use tokio::net::TcpListener;
 
 pub const FORWARDED_FOR: &str = "x-forwarded-for";
 pub const NETWORK_ID: &str = "x-oxistack-network-id";
@@ -116,7 +116,7 @@ async fn forward(
     mut req: Request<Incoming>,
     peer: SocketAddr,
     network_id: &str,
-    upstream: &PathBuf,
+    upstream: &Path,
 ) -> Response<ProxyBody> {
     // IPv4-mapped addresses appear when listening on a dual-stack socket.
     let client = match peer.ip() {
@@ -133,7 +133,7 @@ async fn forward(
     if let Some(pq) = req.uri().path_and_query().cloned() {
         *req.uri_mut() = pq.as_str().parse().unwrap_or_default();
     }
-    let stream = match UnixStream::connect(upstream).await {
+    let stream = match oxistack_sys::unix_socket::connect(upstream).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, upstream = %upstream.display(), "metadata proxy: upstream unreachable");

@@ -198,8 +198,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     // The metadata service, for the metadata proxies in tenant networks.
     let metadata_sock = dir.join("metadata.sock");
-    let _ = std::fs::remove_file(&metadata_sock);
-    let metadata_listener = tokio::net::UnixListener::bind(&metadata_sock)
+    let metadata_listener = oxistack_sys::unix_socket::bind(&metadata_sock)
+        .and_then(|l| {
+            l.set_nonblocking(true)?;
+            tokio::net::UnixListener::from_std(l)
+        })
         .with_context(|| format!("listening on {}", metadata_sock.display()))?;
     {
         use std::os::unix::fs::PermissionsExt;

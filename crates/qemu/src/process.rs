@@ -9,7 +9,7 @@
 //! ```
 //!
 //! QEMU runs with `-daemonize`: the launching process exits only once QEMU has created its
-//! pidfile and QMP socket (or failed, with the reason on stderr), and the daemon has called
+//! pidfile (or failed, with the reason on stderr), and the daemon has called
 //! `setsid()`, so it is in no session or process group of the agent and outlives it.
 //!
 //! A pid read from a pidfile may be stale and now belong to another process. Before adopting
@@ -17,10 +17,12 @@
 //! whose `-uuid` is this instance's. We never signal a pid that fails that check.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use command_fds::{CommandFdExt, FdMapping};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -40,6 +42,8 @@ pub enum ProcessError {
     Timeout(Duration),
     #[error("process {pid} is not the QEMU of instance {uuid}")]
     NotOurs { pid: i32, uuid: Uuid },
+    #[error("QMP socket {path}: {source}")]
+    QmpSocket { path: String, source: io::Error },
     #[error("process {0} survived SIGKILL")]
     Unkillable(i32),
     #[error("signal to process {pid}: {errno}")]
@@ -48,23 +52,48 @@ pub enum ProcessError {
 
 /// Runs QEMU with an argv from [`crate::MachineProfile::argv`] (which ends in `-daemonize`)
 /// and waits, up to `bound`, for it to daemonize. On success the guest is running and its
-/// pidfile and QMP socket exist.
+/// pidfile exists.
+///
+/// The QMP socket is bound here, at `qmp_socket` (replacing a stale one, at any path
+/// length), and QEMU inherits the listener as descriptor [`crate::profile::QMP_FD`]: so
+/// the socket exists before QEMU runs, and connecting needs no retry.
 ///
 /// On timeout the launching process is killed, but a daemon may already exist: the caller
 /// cleans up through the pidfile ([`find_instance_qemu`] + [`terminate`]).
-pub async fn launch(qemu: &Path, argv: &[String], bound: Duration) -> Result<(), ProcessError> {
-    let child = Command::new(qemu)
+pub async fn launch(
+    qemu: &Path,
+    argv: &[String],
+    qmp_socket: &Path,
+    bound: Duration,
+) -> Result<(), ProcessError> {
+    let listener =
+        oxistack_sys::unix_socket::bind(qmp_socket).map_err(|source| ProcessError::QmpSocket {
+            path: qmp_socket.display().to_string(),
+            source,
+        })?;
+    let mut command = Command::new(qemu);
+    command
         .args(argv)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Only the launcher is our child; the daemon it forks is not affected by this.
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| ProcessError::Spawn {
-            program: qemu.display().to_string(),
-            source,
+        .kill_on_drop(true);
+    command
+        .fd_mappings(vec![FdMapping {
+            parent_fd: OwnedFd::from(listener),
+            child_fd: crate::profile::QMP_FD,
+        }])
+        .map_err(|e| ProcessError::QmpSocket {
+            path: qmp_socket.display().to_string(),
+            source: io::Error::other(e.to_string()),
         })?;
+    let child = command.spawn().map_err(|source| ProcessError::Spawn {
+        program: qemu.display().to_string(),
+        source,
+    })?;
+    // Our copy of the listener closes with `command`; QEMU holds its own.
+    drop(command);
     // The daemon points its stdio at /dev/null once started, so the pipes close then.
     let output = tokio::time::timeout(bound, child.wait_with_output())
         .await

@@ -24,6 +24,9 @@ pub const OVMF_CODE_PATH: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 /// writable copy (the agent copies it to [`Firmware::Uefi::vars_path`] before the first boot).
 pub const OVMF_VARS_TEMPLATE_PATH: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
+/// The descriptor number under which QEMU inherits its listening QMP socket.
+pub const QMP_FD: i32 = 3;
+
 /// Why a profile cannot become a command line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProfileError {
@@ -339,6 +342,7 @@ pub struct MachineProfile {
     pub config_drive: Option<PathBuf>,
     pub nics: Vec<Nic>,
     pub serial_log: PathBuf,
+    /// Where the QMP socket lives; [`crate::process::launch`] binds it.
     pub qmp_socket: PathBuf,
     pub pidfile: PathBuf,
     /// Required when the image asks for UEFI.
@@ -461,12 +465,12 @@ impl MachineProfile {
             ),
         );
         a.pair("-device", "isa-serial,chardev=charserial0,id=serial0");
+        // QMP listens on a socket the launcher binds at `qmp_socket` and hands over as
+        // descriptor QMP_FD (crate::process::launch): it exists before QEMU runs, and
+        // its path may be longer than a socket address holds.
         a.pair(
             "-chardev",
-            format!(
-                "socket,id=charqmp,path={},server=on,wait=off",
-                path_opt(&self.qmp_socket)
-            ),
+            format!("socket,id=charqmp,fd={QMP_FD},server=on,wait=off"),
         );
         a.pair("-mon", "chardev=charqmp,mode=control");
 
@@ -802,8 +806,7 @@ mod tests {
         assert_eq!(value(&a, "-pidfile"), "/run/oxistack/i.pid");
         assert_eq!(value(&a, "-mon"), "chardev=charqmp,mode=control");
         let chardevs = values(&a, "-chardev");
-        assert!(chardevs
-            .contains(&"socket,id=charqmp,path=/run/oxistack/i.qmp,server=on,wait=off".to_owned()));
+        assert!(chardevs.contains(&"socket,id=charqmp,fd=3,server=on,wait=off".to_owned()));
         assert!(chardevs.contains(
             &"file,id=charserial0,path=/var/lib/oxistack/instances/i/console.log,append=on"
                 .to_owned()

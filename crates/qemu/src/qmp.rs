@@ -127,8 +127,14 @@ impl QmpClient {
     /// Connects and negotiates capabilities, all within `timeout`.
     pub async fn connect(socket: &Path, timeout: Duration) -> Result<Self, QmpError> {
         let negotiated = tokio::time::timeout(timeout, async {
+            let connected = oxistack_sys::unix_socket::connect(socket)
+                .await
+                .map_err(|source| QmpError::Connect {
+                    path: socket.display().to_string(),
+                    source,
+                })?;
             let negotiation =
-                QmpStreamTokio::open_uds(socket)
+                QmpStreamTokio::open(connected)
                     .await
                     .map_err(|source| QmpError::Connect {
                         path: socket.display().to_string(),

@@ -105,9 +105,14 @@ async fn boot_and_check(props: &[(&str, &str)], name: &str) {
         image: ImageProperties::from_properties(&props).unwrap(),
     };
     let qemu = PathBuf::from(QEMU_SYSTEM_X86_64);
-    launch(&qemu, &profile.argv().unwrap(), Duration::from_secs(60))
-        .await
-        .unwrap();
+    launch(
+        &qemu,
+        &profile.argv().unwrap(),
+        &profile.qmp_socket,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
     let pid = find_instance_qemu(&profile.pidfile, uuid).unwrap().unwrap();
 
     let want = [

@@ -85,8 +85,12 @@ fn kill_now(pid: i32) -> std::io::Result<()> {
 
 #[tokio::test]
 async fn launch_control_adopt_and_terminate_a_real_qemu() {
-    let dir = tempfile::Builder::new().prefix("oxq").tempdir().unwrap();
-    let disk = dir.path().join("disk.raw");
+    let top = tempfile::Builder::new().prefix("oxq").tempdir().unwrap();
+    // Deeper than a unix socket address holds (107 bytes), as a data dir in a deep
+    // checkout is: the QMP socket must still work.
+    let deep = top.path().join("x".repeat(60)).join("y".repeat(60));
+    std::fs::create_dir_all(&deep).unwrap();
+    let disk = deep.join("disk.raw");
     let mut image = probe_boot_sector().to_vec();
     image.resize(1 << 20, 0);
     std::fs::write(&disk, image).unwrap();
@@ -105,9 +109,9 @@ async fn launch_control_adopt_and_terminate_a_real_qemu() {
         swap_disk: None,
         config_drive: None,
         nics: vec![],
-        serial_log: dir.path().join("console.log"),
-        qmp_socket: dir.path().join("qmp.sock"),
-        pidfile: dir.path().join("qemu.pid"),
+        serial_log: deep.join("console.log"),
+        qmp_socket: deep.join("qmp.sock"),
+        pidfile: deep.join("qemu.pid"),
         uefi_vars: None,
         vnc_listen: None,
         image: ImageProperties::default(),
@@ -117,9 +121,14 @@ async fn launch_control_adopt_and_terminate_a_real_qemu() {
         uuid,
     };
 
-    launch(&qemu(), &profile.argv().unwrap(), BOUND)
-        .await
-        .expect("QEMU starts");
+    launch(
+        &qemu(),
+        &profile.argv().unwrap(),
+        &profile.qmp_socket,
+        BOUND,
+    )
+    .await
+    .expect("QEMU starts");
     let pid = find_instance_qemu(&profile.pidfile, uuid)
         .unwrap()
         .expect("pidfile names our QEMU");
@@ -193,9 +202,14 @@ async fn launch_control_adopt_and_terminate_a_real_qemu() {
     );
 
     // Relaunch and stop it with a signal this time.
-    launch(&qemu(), &profile.argv().unwrap(), BOUND)
-        .await
-        .unwrap();
+    launch(
+        &qemu(),
+        &profile.argv().unwrap(),
+        &profile.qmp_socket,
+        BOUND,
+    )
+    .await
+    .unwrap();
     let pid = find_instance_qemu(&profile.pidfile, uuid).unwrap().unwrap();
     let how = terminate(pid, uuid, Duration::from_secs(20)).await.unwrap();
     assert_ne!(how, Termination::AlreadyGone);
@@ -216,7 +230,9 @@ async fn launch_reports_qemu_errors() {
         ),
         "-daemonize".to_owned(),
     ];
-    let err = launch(&qemu(), &argv, BOUND).await.unwrap_err();
+    let err = launch(&qemu(), &argv, &dir.path().join("qmp.sock"), BOUND)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("missing.qcow2"), "{err}");
 }
 

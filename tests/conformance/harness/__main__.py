@@ -222,7 +222,23 @@ def main():
             f.write("\n")
         doc.write(RECORDED, COMPAT_DOC)
         log(f"updated {os.path.relpath(COMPAT_DOC, ROOT)}")
-    return allowlist_check(outcome, args)
+    status = allowlist_check(outcome, args)
+    if status:
+        cloud_log_problems(os.path.join(run_dir, "oxistack.log"))
+    return status
+
+
+def cloud_log_problems(path, keep=40):
+    """The cloud's last warnings and errors, so a failed run in CI explains itself."""
+    try:
+        with open(path, errors="replace") as f:
+            lines = [ln.rstrip() for ln in f if " ERROR " in ln or " WARN " in ln]
+    except OSError:
+        return
+    if lines:
+        print(f"\nthe cloud's last {min(keep, len(lines))} warnings and errors ({path}):")
+        for ln in lines[-keep:]:
+            print(f"  {ln[:400]}")
 
 
 def report(outcome):

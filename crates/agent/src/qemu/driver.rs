@@ -279,7 +279,7 @@ impl QemuDriver {
         dir.clear_runtime_files()?;
         let uuid = spec.server_id.as_uuid();
         tracing::info!(server_id = %spec.server_id, accel = %profile.accel, "launching QEMU");
-        if let Err(e) = launch(&self.qemu, &argv, LAUNCH_BOUND).await {
+        if let Err(e) = launch(&self.qemu, &argv, &profile.qmp_socket, LAUNCH_BOUND).await {
             // A timed-out launcher may have left a daemon behind.
             if let Ok(Some(pid)) = find_instance_qemu(&dir.pidfile(), uuid) {
                 let _ = terminate(pid, uuid, TERM_GRACE).await;
