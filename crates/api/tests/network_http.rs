@@ -581,3 +581,140 @@ async fn routers_floating_ips_groups_and_quotas_over_http() {
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(error_type(&v), "OverQuota");
 }
+
+#[tokio::test]
+async fn bulk_creates_and_ip_substring_filters_over_http() {
+    let h = harness().await;
+    let m = caller(ProjectId::new(), &["member", "reader"]);
+    let names = |v: &Value, key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Bare and wrapped items; the answer is the collection, in order.
+    let (s, v) = h
+        .call(
+            Some(&m),
+            "POST",
+            "/v2.0/networks",
+            Some(json!({"networks": [{"name": "n1"}, {"network": {"name": "n2"}}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(names(&v, "networks"), ["n1", "n2"]);
+    let nid = v["networks"][0]["id"].as_str().unwrap().to_string();
+    // A malformed item, or one the app refuses, fails the whole request.
+    for (bad, status, kind) in [
+        (
+            json!({"networks": [{"name": "n3"}, {"name": "n4", "bogus": 1}]}),
+            StatusCode::BAD_REQUEST,
+            "HTTPBadRequest",
+        ),
+        (
+            json!({"networks": [{"name": "n3"}, {"name": "n4", "shared": true}]}),
+            StatusCode::FORBIDDEN,
+            "PolicyNotAuthorized",
+        ),
+        (
+            json!({"networks": []}),
+            StatusCode::BAD_REQUEST,
+            "HTTPBadRequest",
+        ),
+        (
+            json!({"networks": [{"name": "n3"}, 7]}),
+            StatusCode::BAD_REQUEST,
+            "HTTPBadRequest",
+        ),
+    ] {
+        let (s, v) = h.call(Some(&m), "POST", "/v2.0/networks", Some(bad)).await;
+        assert_eq!((s, error_type(&v)), (status, kind), "{v}");
+    }
+    let (_, v) = h.call(Some(&m), "GET", "/v2.0/networks", None).await;
+    assert_eq!(names(&v, "networks"), ["n1", "n2"]);
+
+    let (s, v) = h
+        .call(
+            Some(&m),
+            "POST",
+            "/v2.0/subnets",
+            Some(json!({"subnets": [
+                {"network_id": nid, "ip_version": 4, "cidr": "10.0.0.0/24", "name": "s4"},
+                {"network_id": nid, "ip_version": 6, "cidr": "2001:db8::/64", "name": "s6"}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(names(&v, "subnets"), ["s4", "s6"]);
+    assert_eq!(v["subnets"][0]["router:external"], false);
+    let sid = v["subnets"][0]["id"].as_str().unwrap().to_string();
+
+    let fixed = |a: &str| json!([{"subnet_id": sid, "ip_address": a}]);
+    let (s, v) = h
+        .call(
+            Some(&m),
+            "POST",
+            "/v2.0/ports",
+            Some(json!({"ports": [
+                {"network_id": nid, "name": "a", "fixed_ips": fixed("10.0.0.19")},
+                {"network_id": nid, "name": "b", "fixed_ips": fixed("10.0.0.19")}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(error_type(&v), "IpAddressAlreadyAllocated");
+    let (s, v) = h
+        .call(
+            Some(&m),
+            "POST",
+            "/v2.0/ports",
+            Some(json!({"ports": [
+                {"network_id": nid, "name": "a", "fixed_ips": fixed("10.0.0.19")},
+                {"network_id": nid, "name": "b", "fixed_ips": fixed("10.0.0.21")},
+                {"network_id": nid, "name": "c", "fixed_ips": fixed("10.0.0.119")}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(names(&v, "ports"), ["a", "b", "c"]);
+
+    // `ip_address_substr` matches part of an address; values of one field
+    // OR, different fields AND.
+    let list = |q: String| {
+        let h = &h;
+        let m = &m;
+        async move {
+            let (s, v) = h
+                .call(Some(m), "GET", &format!("/v2.0/ports?{q}"), None)
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            let mut n = names(&v, "ports");
+            n.sort();
+            n
+        }
+    };
+    assert_eq!(
+        list("fixed_ips=ip_address_substr%3D0.0.1".into()).await,
+        ["a", "c"]
+    );
+    assert_eq!(
+        list("fixed_ips=ip_address_substr%3D19&fixed_ips=ip_address_substr%3D.21".into()).await,
+        ["a", "b", "c"]
+    );
+    assert_eq!(
+        list(format!(
+            "fixed_ips=ip_address_substr%3D0.0.1&fixed_ips=ip_address%3D10.0.0.119&fixed_ips=subnet_id%3D{sid}"
+        ))
+        .await,
+        ["c"]
+    );
+
+    let (_, v) = h.call(Some(&m), "GET", "/v2.0/extensions", None).await;
+    let aliases: Vec<&str> = v["extensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["alias"].as_str().unwrap())
+        .collect();
+    assert!(aliases.contains(&"ip-substring-filtering"));
+    assert!(aliases.contains(&"subnet-external-network"));
+}

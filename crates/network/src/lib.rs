@@ -48,6 +48,7 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("external-net", "Neutron external network", "Adds external network attribute to network resource."),
     ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway"),
     ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
+    ("ip-substring-filtering", "IP address substring filtering", "Provides IP address substring filtering when listing ports"),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
     ("network_availability_zone", "Network Availability Zone", "Availability zone support for network."),
     ("port-security", "Port Security", "Provides port security"),
@@ -60,6 +61,7 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
     ("standard-attr-revisions", "Resource revision numbers", "This extension will display the revision number of neutron resources."),
     ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes."),
+    ("subnet-external-network", "Subnet belongs to an external network", "Informs if the subnet belongs to an external network"),
 ];
 
 /// Where the reconciler sends specs: this host's name (the bus is the

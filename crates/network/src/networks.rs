@@ -126,6 +126,30 @@ impl Network {
         })
     }
 
+    /// Creates every network of a bulk request, or none: when one fails,
+    /// those already made are deleted and its error is the answer.
+    pub async fn network_create_bulk(
+        &self,
+        ctx: &AuthContext,
+        items: Vec<NetworkCreate>,
+    ) -> AppResult<Vec<NetworkView>> {
+        let mut made: Vec<NetworkView> = Vec::with_capacity(items.len());
+        for b in items {
+            match self.network_create(ctx, b).await {
+                Ok(n) => made.push(n),
+                Err(e) => {
+                    for n in made.iter().rev() {
+                        if let Err(u) = self.store.network_delete(&n.net.id).await {
+                            tracing::warn!(network = %n.net.id, error = %u, "could not undo a bulk network create");
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(made)
+    }
+
     /// Validates the provider attributes, picks a VNI and inserts.
     #[allow(clippy::too_many_arguments)]
     async fn network_insert(

@@ -405,6 +405,32 @@ impl Network {
         self.store.port_get(Scope::All, &p.id).await
     }
 
+    /// Creates every port of a bulk request, or none: when one fails,
+    /// those already made are deleted (their addresses freed) and its
+    /// error is the answer.
+    pub async fn port_create_bulk(
+        &self,
+        ctx: &AuthContext,
+        items: Vec<PortCreate>,
+    ) -> AppResult<Vec<Port>> {
+        let mut made: Vec<Port> = Vec::with_capacity(items.len());
+        for b in items {
+            match self.port_create(ctx, b).await {
+                Ok(p) => made.push(p),
+                Err(e) => {
+                    for p in made.iter().rev() {
+                        if let Err(u) = self.store.port_delete(&p.id).await {
+                            tracing::warn!(port = %p.id, error = %u, "could not undo a bulk port create");
+                        }
+                    }
+                    self.kick();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(made)
+    }
+
     pub async fn port_get(&self, ctx: &AuthContext, id: &PortId) -> AppResult<Port> {
         self.store.port_get(read_scope(ctx)?, id).await
     }

@@ -205,6 +205,7 @@ impl Network {
             enable_dhcp: b.enable_dhcp.unwrap_or(true),
             ipv6_ra_mode: b.ipv6_ra_mode,
             ipv6_address_mode: b.ipv6_address_mode,
+            external: net.external,
             revision_number: 1,
             created_at: t,
             updated_at: t,
@@ -334,13 +335,59 @@ impl Network {
     pub async fn subnet_delete(&self, ctx: &AuthContext, id: &SubnetId) -> AppResult<()> {
         let s = self.store.subnet_get(read_scope(ctx)?, id).await?;
         require_owner(ctx, &s.project_id, "delete_subnet")?;
-        self.store.subnet_delete(id).await?;
+        self.subnet_remove(&s).await?;
+        self.kick();
+        Ok(())
+    }
+
+    /// Deletes a subnet and keeps the network's DHCP port in step. The
+    /// addresses of an auto-address subnet are taken from their ports
+    /// (see [`is_auto_address`]).
+    pub(crate) async fn subnet_remove(&self, s: &Subnet) -> AppResult<()> {
+        let stripped = self.store.subnet_delete(&s.id, is_auto_address(s)).await?;
+        if !stripped.is_empty() {
+            tracing::info!(subnet = %s.id, ports = ?stripped, "removed the subnet's addresses from its ports");
+        }
         let net = self
             .store
             .network_get(oxistack_model::Scope::All, &s.network_id)
             .await?;
-        self.sync_dhcp_port(&net).await?;
-        self.kick();
-        Ok(())
+        self.sync_dhcp_port(&net).await
     }
+
+    /// Creates every subnet of a bulk request, or none: when one fails,
+    /// those already made are deleted and its error is the answer.
+    pub async fn subnet_create_bulk(
+        &self,
+        ctx: &AuthContext,
+        items: Vec<SubnetCreate>,
+    ) -> AppResult<Vec<Subnet>> {
+        let mut made: Vec<Subnet> = Vec::with_capacity(items.len());
+        for b in items {
+            match self.subnet_create(ctx, b).await {
+                Ok(s) => made.push(s),
+                Err(e) => {
+                    for s in made.iter().rev() {
+                        if let Err(u) = self.subnet_remove(s).await {
+                            tracing::warn!(subnet = %s.id, error = %u, "could not undo a bulk subnet create");
+                        }
+                    }
+                    self.kick();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(made)
+    }
+}
+
+/// Whether ports get the subnet's addresses without asking for them
+/// (SLAAC or DHCPv6-stateless, by either mode), as Neutron's
+/// `is_auto_address_subnet` has it.
+pub fn is_auto_address(s: &Subnet) -> bool {
+    const AUTO: &[&str] = &["slaac", "dhcpv6-stateless"];
+    [&s.ipv6_address_mode, &s.ipv6_ra_mode]
+        .into_iter()
+        .flatten()
+        .any(|m| AUTO.contains(&m.as_str()))
 }

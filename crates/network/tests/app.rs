@@ -942,3 +942,221 @@ async fn host_spec_of_a_routed_network_with_a_floating_ip() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].networks, spec.networks);
 }
+
+#[tokio::test]
+async fn bulk_create_is_all_or_nothing() {
+    let w = world().await;
+    let c = member();
+    let names = |list: Vec<oxistack_network::networks::NetworkView>| -> Vec<String> {
+        list.into_iter().map(|n| n.net.name).collect()
+    };
+
+    // Networks: both made, in order; a refused second leaves no first.
+    let made = w
+        .net
+        .network_create_bulk(
+            &c,
+            vec![body(json!({"name": "b1"})), body(json!({"name": "b2"}))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(made), ["b1", "b2"]);
+    let e = w
+        .net
+        .network_create_bulk(
+            &c,
+            vec![
+                body(json!({"name": "b3"})),
+                body(json!({"name": "b4", "shared": true})),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), (403, "PolicyNotAuthorized"));
+    let seen = names(w.net.network_list(&c).await.unwrap());
+    assert_eq!(seen, ["b1", "b2"]);
+
+    // Subnets: the second overlaps the first; neither stays, nor the
+    // DHCP port the first one made.
+    let n = w.network(&c, json!({})).await;
+    let e = w
+        .net
+        .subnet_create_bulk(
+            &c,
+            vec![
+                body(json!({"network_id": n.to_string(), "ip_version": 4, "cidr": "10.7.0.0/24"})),
+                body(json!({"network_id": n.to_string(), "ip_version": 4, "cidr": "10.7.0.0/25"})),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), (400, "InvalidInput"));
+    assert!(w.net.network_get(&c, &n).await.unwrap().subnets.is_empty());
+    assert!(w.net.store.ports_of_network(&n).await.unwrap().is_empty());
+    let made = w
+        .net
+        .subnet_create_bulk(
+            &c,
+            vec![
+                body(json!({"network_id": n.to_string(), "ip_version": 4, "cidr": "10.7.0.0/24"})),
+                body(json!({"network_id": n.to_string(), "ip_version": 6, "cidr": "2001:db8:7::/64"})),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.len(), 2);
+    assert_eq!(w.net.network_get(&c, &n).await.unwrap().subnets.len(), 2);
+
+    // Ports: the second asks for an address the first took; the first
+    // goes and its address is free again.
+    let sid = made[0].id;
+    let fixed = |a: &str| json!([{"subnet_id": sid.to_string(), "ip_address": a}]);
+    let e = w
+        .net
+        .port_create_bulk(
+            &c,
+            vec![
+                body(json!({"network_id": n.to_string(), "name": "p1", "fixed_ips": fixed("10.7.0.50")})),
+                body(json!({"network_id": n.to_string(), "name": "p2", "fixed_ips": fixed("10.7.0.50")})),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), (409, "IpAddressAlreadyAllocated"));
+    let left: Vec<String> = w
+        .net
+        .port_list(&c)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.device_owner != oxistack_network::OWNER_DHCP)
+        .map(|p| p.name)
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let made = w
+        .net
+        .port_create_bulk(
+            &c,
+            vec![
+                body(json!({"network_id": n.to_string(), "name": "p1", "fixed_ips": fixed("10.7.0.50")})),
+                body(json!({"network_id": n.to_string(), "name": "p2", "admin_state_up": false})),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(made[0].fixed_ips[0].ip_address, ip("10.7.0.50"));
+    assert!(made[0].admin_state_up && !made[1].admin_state_up);
+}
+
+#[tokio::test]
+async fn subnets_of_external_networks_are_visible_and_marked() {
+    let w = world().await;
+    let a = admin();
+    let c = member();
+    let (ext, ext_subnet) = external_net(&w, &a).await;
+    let n = w.network(&c, json!({})).await;
+    let own = w.subnet(&c, &n, "10.8.0.0/24", json!({})).await.unwrap();
+    let private = w.network(&a, json!({})).await;
+    let hidden = w
+        .subnet(&a, &private, "10.9.0.0/24", json!({}))
+        .await
+        .unwrap();
+
+    let seen = w.net.subnet_list(&c).await.unwrap();
+    let flag = |id: SubnetId| seen.iter().find(|s| s.id == id).map(|s| s.external);
+    assert_eq!(flag(ext_subnet), Some(true));
+    assert_eq!(flag(own), Some(false));
+    assert_eq!(flag(hidden), None);
+    assert!(w.net.subnet_get(&c, &ext_subnet).await.unwrap().external);
+    // The flag follows the network.
+    w.net
+        .network_update(&a, &ext, body(json!({"router:external": false})))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(w.net.subnet_get(&c, &ext_subnet).await.unwrap_err()),
+        (404, "SubnetNotFound")
+    );
+    assert!(!w.net.subnet_get(&a, &ext_subnet).await.unwrap().external);
+}
+
+#[tokio::test]
+async fn deleting_an_auto_address_subnet_takes_its_addresses_from_ports() {
+    let w = world().await;
+    let c = member();
+    for mode in ["slaac", "dhcpv6-stateless"] {
+        let n = w.network(&c, json!({})).await;
+        let v4 = w.subnet(&c, &n, "10.10.0.0/24", json!({})).await.unwrap();
+        let v6 = w
+            .subnet(
+                &c,
+                &n,
+                "2001:db8:10::/64",
+                json!({"ipv6_ra_mode": mode, "ipv6_address_mode": mode}),
+            )
+            .await
+            .unwrap();
+        let p = w.port(&c, &n, json!({})).await.unwrap();
+        assert_eq!(p.fixed_ips.len(), 2);
+        w.net.subnet_delete(&c, &v6).await.unwrap();
+        let after = w.net.port_get(&c, &p.id).await.unwrap();
+        let subnets: Vec<SubnetId> = after.fixed_ips.iter().map(|f| f.subnet_id).collect();
+        assert_eq!(subnets, [v4], "{mode}");
+        assert_eq!(after.revision_number, p.revision_number + 1);
+        assert_eq!(
+            code(w.net.subnet_get(&c, &v6).await.unwrap_err()),
+            (404, "SubnetNotFound")
+        );
+        // The port stays, so the network is still in use.
+        assert_eq!(
+            code(w.net.network_delete(&c, &n).await.unwrap_err()),
+            (409, "NetworkInUse")
+        );
+    }
+
+    // A stateful DHCPv6 subnet hands addresses out on request: in use.
+    let n = w.network(&c, json!({})).await;
+    let stateful = w
+        .subnet(
+            &c,
+            &n,
+            "2001:db8:11::/64",
+            json!({"ipv6_ra_mode": "dhcpv6-stateful", "ipv6_address_mode": "dhcpv6-stateful"}),
+        )
+        .await
+        .unwrap();
+    w.port(&c, &n, json!({})).await.unwrap();
+    assert_eq!(
+        code(w.net.subnet_delete(&c, &stateful).await.unwrap_err()),
+        (409, "SubnetInUse")
+    );
+
+    // A router interface keeps even a SLAAC subnet in use.
+    let n = w.network(&c, json!({})).await;
+    let slaac = w
+        .subnet(
+            &c,
+            &n,
+            "2001:db8:12::/64",
+            json!({"ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}),
+        )
+        .await
+        .unwrap();
+    let r = w
+        .net
+        .router_create(&c, body(json!({"name": "r"})))
+        .await
+        .unwrap();
+    w.net
+        .router_add_interface(
+            &c,
+            &r.router.id,
+            body(json!({"subnet_id": slaac.to_string()})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        code(w.net.subnet_delete(&c, &slaac).await.unwrap_err()),
+        (409, "SubnetInUse")
+    );
+}

@@ -392,10 +392,19 @@ pub struct Subnet {
     pub enable_dhcp: bool,
     pub ipv6_ra_mode: Option<String>,
     pub ipv6_address_mode: Option<String>,
+    /// Whether the subnet's network is external: the `router:external`
+    /// attribute of the `subnet-external-network` extension. Not a column
+    /// of its own; every read takes it from the network ([`SUBNET_COLUMNS`]).
+    pub external: bool,
     pub revision_number: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
+
+/// The select list of every subnet read (`subnets` aliased `s`): the row
+/// and its network's external flag.
+const SUBNET_COLUMNS: &str =
+    "s.*, (SELECT n.external FROM networks n WHERE n.id = s.network_id) AS network_external";
 
 fn subnet_from(r: &AnyRow) -> Subnet {
     Subnet {
@@ -413,6 +422,7 @@ fn subnet_from(r: &AnyRow) -> Subnet {
         enable_dhcp: r.flag("enable_dhcp"),
         ipv6_ra_mode: r.opt_text("ipv6_ra_mode"),
         ipv6_address_mode: r.opt_text("ipv6_address_mode"),
+        external: r.flag("network_external"),
         revision_number: r.int("revision_number"),
         created_at: parse_ts(&r.text("created_at")),
         updated_at: parse_ts(&r.text("updated_at")),
@@ -464,7 +474,7 @@ impl Store {
 
     pub async fn subnet_get(&self, scope: Scope, id: &SubnetId) -> AppResult<Subnet> {
         let row = sqlx::query(&format!(
-            "SELECT s.* FROM subnets s WHERE s.id = $1 AND {}",
+            "SELECT {SUBNET_COLUMNS} FROM subnets s WHERE s.id = $1 AND {}",
             subnet_visible("$2")
         ))
         .bind(id.to_string())
@@ -478,7 +488,7 @@ impl Store {
 
     pub async fn subnet_list(&self, scope: Scope) -> AppResult<Vec<Subnet>> {
         let rows = sqlx::query(&format!(
-            "SELECT s.* FROM subnets s WHERE {} ORDER BY s.created_at, s.id",
+            "SELECT {SUBNET_COLUMNS} FROM subnets s WHERE {} ORDER BY s.created_at, s.id",
             subnet_visible("$1")
         ))
         .bind(scope.project())
@@ -489,12 +499,14 @@ impl Store {
     }
 
     pub async fn subnets_of_network(&self, network: &NetworkId) -> AppResult<Vec<Subnet>> {
-        let rows =
-            sqlx::query("SELECT * FROM subnets WHERE network_id = $1 ORDER BY created_at, id")
-                .bind(network.to_string())
-                .fetch_all(self.pool())
-                .await
-                .map_err(db_err)?;
+        let rows = sqlx::query(&format!(
+            "SELECT {SUBNET_COLUMNS} FROM subnets s WHERE s.network_id = $1
+             ORDER BY s.created_at, s.id"
+        ))
+        .bind(network.to_string())
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
         Ok(rows.iter().map(subnet_from).collect())
     }
 
@@ -520,9 +532,15 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a subnet whose only addresses are held by DHCP ports (those
-    /// addresses go with it); any other allocation makes it `SubnetInUse`.
-    pub async fn subnet_delete(&self, id: &SubnetId) -> AppResult<()> {
+    /// Deletes a subnet, in one transaction with its checks.
+    ///
+    /// Router interfaces on the subnet always make it `SubnetInUse`. Other
+    /// addresses depend on `auto_address` (the subnet's addresses are
+    /// SLAAC or DHCPv6-stateless, which ports hold without asking): then
+    /// they are taken from their ports, as Neutron does; otherwise only
+    /// DHCP ports' addresses go with the subnet and any other allocation
+    /// makes it `SubnetInUse`. Returns the ports that lost an address.
+    pub async fn subnet_delete(&self, id: &SubnetId, auto_address: bool) -> AppResult<Vec<PortId>> {
         let mut tx = self.begin().await?;
         sqlx::query(&format!(
             "SELECT id FROM subnets WHERE id = $1{}",
@@ -533,19 +551,42 @@ impl Store {
         .await
         .map_err(db_err)?
         .ok_or_else(|| subnet_not_found(id))?;
-        let busy: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM port_fixed_ips f JOIN ports p ON p.id = f.port_id
-             WHERE f.subnet_id = $1 AND p.device_owner <> 'network:dhcp'",
+        let holders: Vec<(String, String)> = sqlx::query(
+            "SELECT DISTINCT p.id, p.device_owner FROM port_fixed_ips f
+             JOIN ports p ON p.id = f.port_id WHERE f.subnet_id = $1",
         )
         .bind(id.to_string())
-        .fetch_one(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(db_err)?;
-        if busy > 0 {
+        .map_err(db_err)?
+        .iter()
+        .map(|r| (r.text("id"), r.text("device_owner")))
+        .collect();
+        let blocks = |owner: &str| {
+            owner == "network:router_interface" || (!auto_address && owner != "network:dhcp")
+        };
+        if holders.iter().any(|(_, owner)| blocks(owner)) {
             return Err(AppError::conflict(format!(
                 "Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet."
             ))
             .with_code("SubnetInUse"));
+        }
+        let now = ts(&oxistack_model::time::now());
+        let mut stripped = Vec::new();
+        for (port, owner) in &holders {
+            if owner == "network:dhcp" {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE ports SET revision_number = revision_number + 1, updated_at = $1
+                 WHERE id = $2",
+            )
+            .bind(&now)
+            .bind(port)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            stripped.push(port.parse().unwrap_or_default());
         }
         for sql in [
             "DELETE FROM port_fixed_ips WHERE subnet_id = $1",
@@ -557,7 +598,8 @@ impl Store {
                 .await
                 .map_err(db_err)?;
         }
-        tx.commit().await.map_err(db_err)
+        tx.commit().await.map_err(db_err)?;
+        Ok(stripped)
     }
 }
 
@@ -717,7 +759,7 @@ async fn write_port_ips(
         }
         // Locks the subnet: allocations from one subnet are serialised.
         let row = sqlx::query(&format!(
-            "SELECT * FROM subnets WHERE id = $1{}",
+            "SELECT {SUBNET_COLUMNS} FROM subnets s WHERE s.id = $1{}",
             store.for_update()
         ))
         .bind(r.subnet_id.to_string())

@@ -221,19 +221,49 @@ fn matches(item: &Value, key: &str, wanted: &[&str]) -> bool {
         // Neutron ignores filters on attributes the resource lacks.
         return true;
     };
+    if let Value::Array(list) = v {
+        return list_matches(list, wanted);
+    }
     wanted.iter().any(|w| match v {
         Value::Bool(b) => crate::body::parse_bool(w) == Some(*b),
-        // `fixed_ips=ip_address=10.0.0.3` / `subnet_id=…`; other lists
-        // (security_groups, subnets) match when they contain the value.
-        Value::Array(list) => match w.split_once('=') {
-            Some((k, val)) => list
-                .iter()
-                .any(|e| e.get(k).and_then(text_of).as_deref() == Some(val)),
-            None => list.iter().any(|e| text_of(e).as_deref() == Some(*w)),
-        },
         Value::Null => w.is_empty() || w.eq_ignore_ascii_case("none"),
         other => text_of(other).as_deref() == Some(*w),
     })
+}
+
+/// A filter on a list attribute. Plain values (`security_groups=<id>`)
+/// match a list that contains one of them. `<field>=<value>` values
+/// (`fixed_ips=ip_address=10.0.0.3`, `fixed_ips=subnet_id=…`) match an
+/// element whose field has one of the values given for that field, and
+/// every field filtered must match (each on any element), as Neutron's
+/// port query does. `ip_address_substr=<text>` (the `ip-substring-filtering`
+/// extension) matches an `ip_address` containing the text.
+fn list_matches(list: &[Value], wanted: &[&str]) -> bool {
+    let mut fields: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut plain: Vec<&str> = Vec::new();
+    for w in wanted {
+        match w.split_once('=') {
+            Some((k, val)) => match fields.iter_mut().find(|(f, _)| *f == k) {
+                Some((_, vals)) => vals.push(val),
+                None => fields.push((k, vec![val])),
+            },
+            None => plain.push(w),
+        }
+    }
+    let field_text = |e: &Value, f: &str| e.get(f).and_then(text_of);
+    let plain_ok = plain.is_empty()
+        || list
+            .iter()
+            .any(|e| text_of(e).is_some_and(|t| plain.contains(&t.as_str())));
+    plain_ok
+        && fields.iter().all(|(f, vals)| {
+            list.iter().any(|e| match *f {
+                "ip_address_substr" => {
+                    field_text(e, "ip_address").is_some_and(|t| vals.iter().any(|v| t.contains(v)))
+                }
+                f => field_text(e, f).is_some_and(|t| vals.contains(&t.as_str())),
+            })
+        })
 }
 
 fn compare(a: &Value, b: &Value) -> Ordering {
@@ -432,6 +462,52 @@ pub(crate) fn unwrap_body<T: serde::de::DeserializeOwned>(
             AppError::bad_request(format!("Resource body required: {key} expected."))
                 .with_code("HTTPBadRequest")
         })?;
+    parse_item(inner)
+}
+
+/// A create body: one resource, or a bulk request's list of them.
+pub(crate) enum Create<T> {
+    One(T),
+    Bulk(Vec<T>),
+}
+
+/// Reads a create body: `{"<key>": {...}}`, or Neutron's bulk form
+/// `{"<collection>": [{...}, ...]}` whose items may also be wrapped as
+/// `{"<key>": {...}}`. Every item is parsed before anything is created, so
+/// a malformed one fails the whole request.
+pub(crate) fn create_body<T: serde::de::DeserializeOwned>(
+    key: &str,
+    collection: &str,
+    mut v: Value,
+) -> Result<Create<T>, crate::ApiError> {
+    let Some(list) = v.get_mut(collection).map(Value::take) else {
+        return unwrap_body(key, v).map(Create::One);
+    };
+    let Value::Array(list) = list else {
+        return Err(AppError::bad_request("Body contains invalid data")
+            .with_code("HTTPBadRequest")
+            .into());
+    };
+    if list.is_empty() {
+        return Err(AppError::bad_request("Resources required")
+            .with_code("HTTPBadRequest")
+            .into());
+    }
+    list.into_iter()
+        .map(|mut item| match item.get_mut(key).map(Value::take) {
+            Some(inner) if inner.is_object() => parse_item(inner),
+            _ if item.is_object() => parse_item(item),
+            _ => Err(
+                AppError::bad_request(format!("Object '{key}' contains invalid data"))
+                    .with_code("HTTPBadRequest")
+                    .into(),
+            ),
+        })
+        .collect::<Result<Vec<T>, _>>()
+        .map(Create::Bulk)
+}
+
+fn parse_item<T: serde::de::DeserializeOwned>(inner: Value) -> Result<T, crate::ApiError> {
     serde_json::from_value(inner).map_err(|e| {
         let msg = e.to_string();
         let msg = match msg.split_once("unknown field `") {

@@ -8,7 +8,7 @@ use oxistack_network::networks::NetworkView;
 use oxistack_store::network::network_not_found;
 use serde_json::{json, Value};
 
-use super::{list_response, one, path_id, unwrap_body, when};
+use super::{create_body, list_response, one, path_id, unwrap_body, when, Create};
 use crate::body::{JsonBody, QueryPairs};
 use crate::context::Auth;
 use crate::{ApiResult, AppState};
@@ -58,12 +58,17 @@ pub async fn create(
     auth: Auth,
     JsonBody(b): JsonBody<Value>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let req = unwrap_body("network", b)?;
-    let n = state.network.network_create(&auth.0, req).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"network": view(&state, &auth.0, &n)})),
-    ))
+    let body = match create_body("network", "networks", b)? {
+        Create::One(req) => {
+            let n = state.network.network_create(&auth.0, req).await?;
+            json!({"network": view(&state, &auth.0, &n)})
+        }
+        Create::Bulk(reqs) => {
+            let made = state.network.network_create_bulk(&auth.0, reqs).await?;
+            json!({"networks": made.iter().map(|n| view(&state, &auth.0, n)).collect::<Vec<_>>()})
+        }
+    };
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 pub async fn show(

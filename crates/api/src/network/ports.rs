@@ -7,7 +7,7 @@ use oxistack_model::{AuthContext, PortId};
 use oxistack_store::network::{port_not_found, Port};
 use serde_json::{json, Value};
 
-use super::{list_response, one, path_id, unwrap_body, when};
+use super::{create_body, list_response, one, path_id, unwrap_body, when, Create};
 use crate::body::{JsonBody, QueryPairs};
 use crate::context::Auth;
 use crate::{ApiResult, AppState};
@@ -68,12 +68,17 @@ pub async fn create(
     auth: Auth,
     JsonBody(b): JsonBody<Value>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let req = unwrap_body("port", b)?;
-    let p = state.network.port_create(&auth.0, req).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"port": view(&auth.0, &p)})),
-    ))
+    let body = match create_body("port", "ports", b)? {
+        Create::One(req) => {
+            let p = state.network.port_create(&auth.0, req).await?;
+            json!({"port": view(&auth.0, &p)})
+        }
+        Create::Bulk(reqs) => {
+            let made = state.network.port_create_bulk(&auth.0, reqs).await?;
+            json!({"ports": made.iter().map(|p| view(&auth.0, p)).collect::<Vec<_>>()})
+        }
+    };
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 pub async fn show(

@@ -7,7 +7,7 @@ use oxistack_model::SubnetId;
 use oxistack_store::network::{subnet_not_found, Subnet};
 use serde_json::{json, Value};
 
-use super::{list_response, one, path_id, unwrap_body, when};
+use super::{create_body, list_response, one, path_id, unwrap_body, when, Create};
 use crate::body::{JsonBody, QueryPairs};
 use crate::context::Auth;
 use crate::{ApiResult, AppState};
@@ -34,6 +34,7 @@ pub(crate) fn view(s: &Subnet) -> Value {
         "ipv6_ra_mode": s.ipv6_ra_mode,
         "ipv6_address_mode": s.ipv6_address_mode,
         "subnetpool_id": null,
+        "router:external": s.external,
         "service_types": [],
         "created_at": when(&s.created_at),
         "updated_at": when(&s.updated_at),
@@ -61,9 +62,17 @@ pub async fn create(
     auth: Auth,
     JsonBody(b): JsonBody<Value>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let req = unwrap_body("subnet", b)?;
-    let s = state.network.subnet_create(&auth.0, req).await?;
-    Ok((StatusCode::CREATED, Json(json!({"subnet": view(&s)}))))
+    let body = match create_body("subnet", "subnets", b)? {
+        Create::One(req) => {
+            let s = state.network.subnet_create(&auth.0, req).await?;
+            json!({"subnet": view(&s)})
+        }
+        Create::Bulk(reqs) => {
+            let made = state.network.subnet_create_bulk(&auth.0, reqs).await?;
+            json!({"subnets": made.iter().map(view).collect::<Vec<_>>()})
+        }
+    };
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 pub async fn show(
