@@ -7,15 +7,19 @@
 //! `oxistack_fake_fail=spawn` makes every spawn of that image fail, as an
 //! unbootable image would; [`FakeDriver::fail_next`] fails the next call of a
 //! given operation.
+//!
+//! Each instance keeps its NICs (those it was spawned with, plus those
+//! attached later, minus those detached), as the QEMU driver keeps them in
+//! its spec: [`FakeDriver::nics`] shows them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use oxistack_bus::{HostFacts, HostInstance, InstanceSpec, PowerCommand};
+use oxistack_bus::{HostFacts, HostInstance, InstanceSpec, NicSpec, PowerCommand};
 use oxistack_model::server_state::PowerState;
-use oxistack_model::{AppError, AppResult, ErrorKind, ServerId};
+use oxistack_model::{AppError, AppResult, ErrorKind, PortId, ServerId};
 use serde::{Deserialize, Serialize};
 
 use crate::{tail_lines, VirtDriver};
@@ -31,6 +35,9 @@ struct FakeInstance {
     console: String,
     /// The command line the QEMU driver would have run, for inspection.
     would_run: Vec<String>,
+    /// The NICs plugged in, in order.
+    #[serde(default)]
+    nics: Vec<NicSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,6 +45,8 @@ pub enum FakeOp {
     Spawn,
     Destroy,
     Power,
+    AttachNic,
+    DetachNic,
 }
 
 pub struct FakeDriver {
@@ -99,6 +108,11 @@ impl FakeDriver {
     /// The command line the QEMU driver would have run for an instance.
     pub fn would_run(&self, id: ServerId) -> Option<Vec<String>> {
         self.lock().instances.get(&id).map(|i| i.would_run.clone())
+    }
+
+    /// The NICs plugged into an instance (None: no such instance).
+    pub fn nics(&self, id: ServerId) -> Option<Vec<NicSpec>> {
+        self.lock().instances.get(&id).map(|i| i.nics.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
@@ -183,6 +197,7 @@ impl VirtDriver for FakeDriver {
                 "-m".into(),
                 spec.memory_mb.to_string(),
             ],
+            nics: spec.nics.clone(),
         };
         boot(&mut inst);
         st.instances.insert(spec.server_id, inst);
@@ -251,6 +266,37 @@ impl VirtDriver for FakeDriver {
             .get(&id)
             .ok_or_else(|| AppError::missing("Instance", id))?;
         Ok(tail_lines(&inst.console, lines))
+    }
+
+    async fn attach_nic(&self, id: ServerId, nic: &NicSpec) -> AppResult<()> {
+        let mut st = self.lock();
+        Self::injected(&mut st, FakeOp::AttachNic)?;
+        let inst = st
+            .instances
+            .get_mut(&id)
+            .ok_or_else(|| AppError::missing("Instance", id))?;
+        if inst.nics.iter().any(|n| n.port_id == nic.port_id) {
+            return Ok(());
+        }
+        inst.nics.push(nic.clone());
+        inst.console
+            .push_str(&format!("fake-virt: NIC {} plugged\n", nic.mac));
+        self.persist(&st)
+    }
+
+    async fn detach_nic(&self, id: ServerId, port_id: PortId) -> AppResult<()> {
+        let mut st = self.lock();
+        Self::injected(&mut st, FakeOp::DetachNic)?;
+        let Some(inst) = st.instances.get_mut(&id) else {
+            return Ok(());
+        };
+        let Some(at) = inst.nics.iter().position(|n| n.port_id == port_id) else {
+            return Ok(());
+        };
+        let nic = inst.nics.remove(at);
+        inst.console
+            .push_str(&format!("fake-virt: NIC {} unplugged\n", nic.mac));
+        self.persist(&st)
     }
 }
 
@@ -322,6 +368,48 @@ mod tests {
         d2.destroy(id).await.unwrap();
         d2.destroy(id).await.unwrap();
         assert!(d2.instances().await.unwrap().is_empty());
+    }
+
+    fn nic(n: u8) -> NicSpec {
+        NicSpec {
+            port_id: PortId::new(),
+            network_id: Default::default(),
+            mac: format!("fa:16:3e:00:00:{n:02x}"),
+            tap: format!("tap{n}"),
+            mtu: 1500,
+            fixed_ips: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn nics_attach_and_detach_idempotently_and_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("fake.json");
+        let d = FakeDriver::new("h", Some(file.clone()), (2, 4096, 10)).unwrap();
+        let id = ServerId::new();
+        let mut s = spec(id);
+        let (a, b) = (nic(1), nic(2));
+        s.nics = vec![a.clone()];
+        assert_eq!(
+            d.attach_nic(id, &b).await.unwrap_err().status(),
+            404,
+            "no instance yet"
+        );
+        d.spawn(&s).await.unwrap();
+        d.attach_nic(id, &b).await.unwrap();
+        d.attach_nic(id, &b).await.unwrap();
+        assert_eq!(d.nics(id).unwrap(), vec![a.clone(), b.clone()]);
+
+        let d2 = FakeDriver::new("h", Some(file), (2, 4096, 10)).unwrap();
+        assert_eq!(d2.nics(id).unwrap(), vec![a.clone(), b.clone()]);
+        d2.detach_nic(id, a.port_id).await.unwrap();
+        d2.detach_nic(id, a.port_id).await.unwrap();
+        assert_eq!(d2.nics(id).unwrap(), vec![b.clone()]);
+        d2.fail_next(FakeOp::AttachNic, "boom");
+        assert!(d2.attach_nic(id, &a).await.is_err());
+        assert_eq!(d2.nics(id).unwrap(), vec![b]);
+        d2.destroy(id).await.unwrap();
+        d2.detach_nic(id, a.port_id).await.unwrap();
     }
 
     #[tokio::test]

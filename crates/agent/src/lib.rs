@@ -13,8 +13,8 @@ pub mod qemu;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use oxistack_bus::{AgentApi, HostFacts, HostInstance, InstanceSpec, PowerCommand};
-use oxistack_model::{AppResult, ServerId};
+use oxistack_bus::{AgentApi, HostFacts, HostInstance, InstanceSpec, NicSpec, PowerCommand};
+use oxistack_model::{AppResult, PortId, ServerId};
 
 /// A hypervisor, as the compute role sees it.
 #[async_trait]
@@ -29,6 +29,11 @@ pub trait VirtDriver: Send + Sync {
     async fn power(&self, id: ServerId, cmd: PowerCommand) -> AppResult<()>;
     async fn instances(&self) -> AppResult<Vec<HostInstance>>;
     async fn console_output(&self, id: ServerId, lines: Option<usize>) -> AppResult<String>;
+    /// Plugs a NIC in (hot-plug when the guest runs) and records it in the
+    /// instance's spec. Idempotent.
+    async fn attach_nic(&self, id: ServerId, nic: &NicSpec) -> AppResult<()>;
+    /// Unplugs the NIC of a port and removes it from the spec. Idempotent.
+    async fn detach_nic(&self, id: ServerId, port_id: PortId) -> AppResult<()>;
 }
 
 /// The compute role of one host.
@@ -69,6 +74,16 @@ impl AgentApi for ComputeAgent {
 
     async fn console_output(&self, id: ServerId, lines: Option<usize>) -> AppResult<String> {
         self.driver.console_output(id, lines).await
+    }
+
+    async fn attach_nic(&self, id: ServerId, nic: NicSpec) -> AppResult<()> {
+        tracing::info!(server_id = %id, port_id = %nic.port_id, tap = %nic.tap, "attaching NIC");
+        self.driver.attach_nic(id, &nic).await
+    }
+
+    async fn detach_nic(&self, id: ServerId, port_id: PortId) -> AppResult<()> {
+        tracing::info!(server_id = %id, port_id = %port_id, "detaching NIC");
+        self.driver.detach_nic(id, port_id).await
     }
 }
 

@@ -381,3 +381,149 @@ async fn three_guests_at_once_all_boot() {
     }
     assert!(d.instances().await.unwrap().is_empty());
 }
+
+/// Taps made for one test (persistent, as the network agent makes them), with names
+/// no one else uses; removed again even when the test fails.
+struct Taps(Vec<String>);
+
+impl Taps {
+    fn new(n: usize) -> Taps {
+        let suffix = ServerId::new().as_uuid().simple().to_string();
+        let mut taps = Taps(vec![]);
+        for i in 0..n {
+            let name = format!("oxthp{}{i}", &suffix[..8]);
+            let out = Command::new("ip")
+                .args(["tuntap", "add", "dev", &name, "mode", "tap"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "ip tuntap add {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            taps.0.push(name);
+        }
+        taps
+    }
+}
+
+impl Drop for Taps {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            let _ = Command::new("ip").args(["link", "del", t]).output();
+        }
+    }
+}
+
+fn nic(tap: &str, last: u8) -> oxistack_bus::NicSpec {
+    oxistack_bus::NicSpec {
+        port_id: oxistack_model::PortId::new(),
+        network_id: Default::default(),
+        mac: format!("fa:16:3e:5a:00:{last:02x}"),
+        tap: tap.into(),
+        mtu: 1500,
+        fixed_ips: vec![],
+    }
+}
+
+/// (device id, MAC) of each NIC QEMU has, sorted by MAC.
+async fn guest_nics(d: &QemuDriver, id: ServerId) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = d
+        .guest_nics(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.id, n.mac))
+        .collect();
+    v.sort_by(|a, b| a.1.cmp(&b.1));
+    v
+}
+
+fn recorded_macs(host: &Host, id: ServerId) -> Vec<String> {
+    let spec: InstanceSpec =
+        serde_json::from_slice(&std::fs::read(host.instance_path(id).join("spec.json")).unwrap())
+            .unwrap();
+    spec.nics.into_iter().map(|n| n.mac).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nics_hot_plug_into_a_running_guest_and_survive_a_relaunch() {
+    if !enabled() {
+        return;
+    }
+    let taps = Taps::new(2);
+    let host = Host::new();
+    let image = host.add_image(&guest_image(), "qcow2");
+    let d = host.driver().await;
+    let (a, b) = (nic(&taps.0[0], 1), nic(&taps.0[1], 2));
+    let mut spec = host.spec("hotplug", &image);
+    spec.nics = vec![a.clone()];
+    let id = spec.server_id;
+    d.spawn(&spec).await.unwrap();
+    // Past the hostname line the guest's kernel runs, and with it ACPI hot-plug.
+    wait_console(&d, id, &[BOOTED, "oxistack-guest: hostname=hotplug"], 1).await;
+    assert_eq!(
+        guest_nics(&d, id).await,
+        vec![("net0".to_string(), a.mac.clone())]
+    );
+
+    // Attach: the NIC appears in QEMU, once, and in the recorded spec.
+    d.attach_nic(id, &b).await.unwrap();
+    d.attach_nic(id, &b).await.unwrap();
+    let port = b.port_id.as_uuid().simple().to_string();
+    assert_eq!(
+        guest_nics(&d, id).await,
+        vec![
+            ("net0".to_string(), a.mac.clone()),
+            (format!("nic-{port}"), b.mac.clone())
+        ]
+    );
+    assert_eq!(recorded_macs(&host, id), vec![a.mac.clone(), b.mac.clone()]);
+
+    // Detach: the guest lets go of it, QEMU drops it and its netdev; twice is fine.
+    d.detach_nic(id, b.port_id).await.unwrap();
+    d.detach_nic(id, b.port_id).await.unwrap();
+    assert_eq!(
+        guest_nics(&d, id).await,
+        vec![("net0".to_string(), a.mac.clone())]
+    );
+    assert_eq!(recorded_macs(&host, id), vec![a.mac.clone()]);
+    // The same port again (its netdev id is free again).
+    d.attach_nic(id, &b).await.unwrap();
+    assert_eq!(guest_nics(&d, id).await.len(), 2);
+
+    // A relaunch builds both NICs from the spec; either can be detached then, the
+    // boot one (net0) included.
+    d.power(id, PowerCommand::RebootSoft).await.unwrap();
+    wait_console(&d, id, &[BOOTED, "oxistack-guest: hostname=hotplug"], 2).await;
+    assert_eq!(
+        guest_nics(&d, id).await,
+        vec![
+            ("net0".to_string(), a.mac.clone()),
+            ("net1".to_string(), b.mac.clone())
+        ]
+    );
+    d.detach_nic(id, a.port_id).await.unwrap();
+    assert_eq!(
+        guest_nics(&d, id).await,
+        vec![("net1".to_string(), b.mac.clone())]
+    );
+    assert_eq!(recorded_macs(&host, id), vec![b.mac.clone()]);
+
+    // Stopped: only the spec changes, and the next start has the NIC.
+    d.power(id, PowerCommand::Stop).await.unwrap();
+    d.attach_nic(id, &a).await.unwrap();
+    assert!(guest_nics(&d, id).await.is_empty());
+    assert_eq!(recorded_macs(&host, id), vec![b.mac.clone(), a.mac.clone()]);
+    d.power(id, PowerCommand::Start).await.unwrap();
+    assert_eq!(
+        guest_nics(&d, id).await,
+        vec![
+            ("net1".to_string(), a.mac.clone()),
+            ("net0".to_string(), b.mac.clone())
+        ]
+    );
+    d.destroy(id).await.unwrap();
+    d.detach_nic(id, a.port_id).await.unwrap();
+    assert!(d.attach_nic(id, &a).await.is_err(), "no instance any more");
+}

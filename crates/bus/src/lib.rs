@@ -112,6 +112,15 @@ pub trait AgentApi: Send + Sync {
     async fn instances(&self) -> AppResult<Vec<HostInstance>>;
     /// The serial console log; the last `lines` lines when given.
     async fn console_output(&self, id: ServerId, lines: Option<usize>) -> AppResult<String>;
+    /// Plugs one more NIC into the instance: hot-plugged when the guest
+    /// runs, and recorded in the instance's spec either way, so a restart
+    /// or a relaunch keeps it. The NIC's tap exists (the datapath was
+    /// converged first). Idempotent: a NIC already plugged is left alone.
+    async fn attach_nic(&self, id: ServerId, nic: NicSpec) -> AppResult<()>;
+    /// Unplugs the NIC of `port_id` (waiting, within a bound, for the guest
+    /// to let go of it) and removes it from the instance's spec.
+    /// Idempotent: a NIC (or an instance) that is not there is fine.
+    async fn detach_nic(&self, id: ServerId, port_id: oxistack_model::PortId) -> AppResult<()>;
 }
 
 /// Routes calls to the agent of a named host.

@@ -4,6 +4,7 @@
 
 pub mod flavors;
 pub mod hypervisors;
+pub mod interfaces;
 pub mod keypairs;
 pub mod metadata;
 pub mod quotas;

@@ -3,15 +3,16 @@
 //! A guest's request reaches the control plane through the metadata proxy
 //! of its network, which adds the network id and the guest's address. The
 //! port holding that address on that network names the server; the spec
-//! the server was built from (its boot saga's image and NICs, with the
-//! server's current name, keys and metadata) is what the documents show,
-//! so they match the config drive. An address that no live server holds
-//! gets nothing: one instance can never read another's data.
+//! the server was built from (its boot saga's image, with the server's
+//! current name, keys, metadata and NICs) is what the documents show, so
+//! they match the config drive (plus the NICs attached since the boot). An
+//! address that no live server holds gets nothing: one instance can never
+//! read another's data.
 
 use std::net::IpAddr;
 
 use oxistack_bus::InstanceSpec;
-use oxistack_conductor::boot;
+use oxistack_conductor::{boot, interface};
 use oxistack_model::{AppError, AppResult, NetworkId, Scope, ServerId};
 
 use crate::Compute;
@@ -36,7 +37,10 @@ impl Compute {
             .await?
             .ok_or_else(unknown)?;
         let params = boot::params(&saga.params)?;
-        let nics = boot::nics_of(&saga.outputs)?;
+        // The NICs it has now: those it booted with, then those attached since.
+        let nics =
+            interface::current_nics(&self.network, &server_id, &boot::nics_of(&saga.outputs)?)
+                .await?;
         let mut server = server;
         self.store
             .attach_details(std::slice::from_mut(&mut server))

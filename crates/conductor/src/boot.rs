@@ -195,14 +195,7 @@ impl SagaKind<Conductor> for BootSaga {
                             },
                         )
                         .await?;
-                    nics.push(NicSpec {
-                        port_id: port.port_id,
-                        network_id: port.network_id,
-                        mac: port.mac.clone(),
-                        tap: port.tap.clone(),
-                        mtu: port.mtu,
-                        fixed_ips: port.fixed_ips.clone(),
-                    });
+                    nics.push(crate::interface::nic_spec(port));
                 }
                 // The taps and bridges exist before QEMU opens them.
                 c.network.converge(&c.bus, &host).await?;

@@ -1,6 +1,6 @@
 //! The conductor: drives every multi-step server workflow as a persisted
-//! saga (boot, delete, power actions) and runs the reconcilers that make
-//! the recorded state and the hosts agree.
+//! saga (boot, delete, power actions, interface attach and detach) and runs
+//! the reconcilers that make the recorded state and the hosts agree.
 //!
 //! Sagas on one server never run at once: each takes the server's lock for
 //! its whole run, so a delete asked during a build waits for the build to
@@ -9,6 +9,7 @@
 
 pub mod boot;
 pub mod delete;
+pub mod interface;
 pub mod power;
 pub mod saga;
 pub mod sync;
@@ -66,6 +67,8 @@ impl Conductor {
             boot::KIND => &boot::BootSaga,
             delete::KIND => &delete::DeleteSaga,
             power::KIND => &power::PowerSaga,
+            interface::ATTACH => &interface::AttachSaga,
+            interface::DETACH => &interface::DetachSaga,
             other => return Err(AppError::internal(format!("unknown saga kind {other}"))),
         })
     }
@@ -86,12 +89,59 @@ impl Conductor {
         Ok(id)
     }
 
+    /// Records a saga, runs it in the background and waits for its end:
+    /// `Ok(Ok(()))` when it is done, `Ok(Err(e))` with the error that made
+    /// it unwind. The saga runs on if the caller stops waiting (a client
+    /// that hangs up), so it never stops half-way.
+    pub async fn start_and_wait(
+        self: &Arc<Self>,
+        rec: SagaRecord,
+    ) -> AppResult<Result<(), AppError>> {
+        self.kind_of(&rec.kind)?;
+        self.store.saga_insert(&rec).await?;
+        let id = rec.id;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let me = self.clone();
+        {
+            let mut set = self.running.lock().await;
+            while set.try_join_next().is_some() {}
+            set.spawn(async move {
+                let outcome = me.run_reporting(rec, ExecOptions::default()).await;
+                if let Err(e) = &outcome {
+                    tracing::error!(saga_id = %id, error = %e, "saga stopped; it resumes at next start");
+                }
+                let _ = tx.send(outcome);
+            });
+        }
+        match rx.await {
+            Ok(Ok((SagaState::Done, _))) => Ok(Ok(())),
+            Ok(Ok((_, error))) => {
+                Ok(Err(error.unwrap_or_else(|| {
+                    AppError::internal(format!("saga {id} failed"))
+                })))
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(AppError::internal(format!(
+                "saga {id} ended without an outcome"
+            ))),
+        }
+    }
+
     /// Runs a recorded saga to its end under its target's lock.
     pub async fn run(&self, rec: SagaRecord, opts: ExecOptions) -> AppResult<SagaState> {
+        self.run_reporting(rec, opts).await.map(|(state, _)| state)
+    }
+
+    /// [`Conductor::run`], also handing back the error the saga unwound for.
+    pub async fn run_reporting(
+        &self,
+        rec: SagaRecord,
+        opts: ExecOptions,
+    ) -> AppResult<(SagaState, Option<AppError>)> {
         let lock = self.target_lock(&rec.target_id);
         let _held = lock.lock().await;
         let kind = self.kind_of(&rec.kind)?;
-        saga::execute(&self.store, kind, self, rec, opts).await
+        saga::execute_reporting(&self.store, kind, self, rec, opts).await
     }
 
     /// Resumes (or unwinds) every saga a previous run left unfinished.

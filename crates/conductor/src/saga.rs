@@ -91,9 +91,25 @@ pub async fn execute<C: Sync>(
     store: &Store,
     kind: &dyn SagaKind<C>,
     ctx: &C,
-    mut rec: SagaRecord,
+    rec: SagaRecord,
     opts: ExecOptions,
 ) -> AppResult<SagaState> {
+    execute_reporting(store, kind, ctx, rec, opts)
+        .await
+        .map(|(state, _)| state)
+}
+
+/// [`execute`], also handing back the error that made the saga unwind (for
+/// a caller that waits for the outcome, e.g. an interface attach, whose API
+/// answers with it). A saga resumed while unwinding only has the message
+/// it recorded.
+pub async fn execute_reporting<C: Sync>(
+    store: &Store,
+    kind: &dyn SagaKind<C>,
+    ctx: &C,
+    mut rec: SagaRecord,
+    opts: ExecOptions,
+) -> AppResult<(SagaState, Option<AppError>)> {
     let steps = kind.steps();
     let span =
         tracing::info_span!("saga", saga_id = %rec.id, kind = kind.kind(), target = %rec.target_id);
@@ -142,7 +158,7 @@ pub async fn execute<C: Sync>(
         if rec.state == SagaState::Running {
             rec.state = SagaState::Done;
             store.saga_save(&rec).await?;
-            return Ok(SagaState::Done);
+            return Ok((SagaState::Done, None));
         }
     }
     // Unwinding: undo the failed step and every one before it.
@@ -167,5 +183,5 @@ pub async fn execute<C: Sync>(
     store.saga_save(&rec).await?;
     let err = failure.unwrap_or_else(|| AppError::internal("saga failed"));
     kind.unwound(ctx, &rec.params, &err).await?;
-    Ok(SagaState::Failed)
+    Ok((SagaState::Failed, Some(err)))
 }

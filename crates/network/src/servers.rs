@@ -1,5 +1,6 @@
 //! What compute asks of the network service: ports for a new server, their
-//! binding to the host's tap, their release when the server goes, the
+//! binding to the host's tap, their release when the server goes, one port
+//! more or less for a built server (interface attach and detach), the
 //! `addresses` of servers, and which instance owns a fixed IP (metadata).
 //!
 //! Every function is safe to run twice (saga steps replay): allocation
@@ -119,18 +120,13 @@ impl Network {
         requested: &[RequestedNic],
         host: &str,
     ) -> AppResult<Vec<PortInfo>> {
-        let existing = self.store.ports_of_device(&server_id.to_string()).await?;
+        let existing = self.server_ports(server_id).await?;
         if !existing.is_empty() {
-            let mut out = Vec::new();
-            for p in &existing {
-                let n = self.store.network_get(Scope::All, &p.network_id).await?;
-                out.push(self.port_info(p, n.mtu));
-            }
-            return Ok(out);
+            return Ok(existing);
         }
         let mut out = Vec::new();
         for nic in requested {
-            match self.allocate_one(ctx, server_id, nic, host).await {
+            match self.allocate_one(ctx, server_id, nic, host, None).await {
                 Ok(info) => out.push(info),
                 Err(e) => {
                     self.release_ports_for_server(server_id).await.ok();
@@ -142,37 +138,20 @@ impl Network {
         Ok(out)
     }
 
+    /// One NIC of a server: the caller's port, or a new port (with the id
+    /// `new_id` when given) on the NIC's network.
     async fn allocate_one(
         &self,
         ctx: &AuthContext,
         server_id: &ServerId,
         nic: &RequestedNic,
         host: &str,
+        new_id: Option<PortId>,
     ) -> AppResult<PortInfo> {
         let (network_id, fixed_ip) = match nic {
             RequestedNic::Port(pid) => {
-                let mut p = self.store.port_get(read_scope(ctx)?, pid).await?;
-                if !p.device_id.is_empty() && p.device_id != server_id.to_string() {
-                    return Err(AppError::conflict(format!("Port {pid} is still in use."))
-                        .with_code("PortInUse"));
-                }
-                p.device_id = server_id.to_string();
-                p.device_owner = OWNER_COMPUTE.into();
-                p.binding_host_id = host.to_string();
-                p.auto_delete = false;
-                self.store
-                    .port_update(
-                        &p,
-                        PortWrite {
-                            ips: None,
-                            security_groups: None,
-                            quota: None,
-                            pick: &ipam::pick_free,
-                        },
-                    )
-                    .await?;
-                let n = self.store.network_get(Scope::All, &p.network_id).await?;
-                return Ok(self.port_info(&p, n.mtu));
+                let p = self.store.port_get(read_scope(ctx)?, pid).await?;
+                return self.take_port(p, server_id, host).await;
             }
             RequestedNic::Network {
                 network_id,
@@ -199,6 +178,9 @@ impl Network {
             None => self.ip_requests(&net, None).await?,
         };
         let mut p = self.new_port_record(&net, project);
+        if let Some(id) = new_id {
+            p.id = id;
+        }
         p.device_id = server_id.to_string();
         p.device_owner = OWNER_COMPUTE.into();
         p.binding_host_id = host.to_string();
@@ -222,6 +204,159 @@ impl Network {
         )
         .await?;
         Ok(self.port_info(&p, net.mtu))
+    }
+
+    /// Makes the user's port the server's (kept, not deleted, when the
+    /// server lets go of it). A port another device holds is a 409.
+    async fn take_port(
+        &self,
+        mut p: oxistack_store::network::Port,
+        server_id: &ServerId,
+        host: &str,
+    ) -> AppResult<PortInfo> {
+        if !p.device_id.is_empty() && p.device_id != server_id.to_string() {
+            return Err(
+                AppError::conflict(format!("Port {} is still in use.", p.id))
+                    .with_code("PortInUse"),
+            );
+        }
+        p.device_id = server_id.to_string();
+        p.device_owner = OWNER_COMPUTE.into();
+        p.binding_host_id = host.to_string();
+        p.auto_delete = false;
+        self.store
+            .port_update(
+                &p,
+                PortWrite {
+                    ips: None,
+                    security_groups: None,
+                    quota: None,
+                    pick: &ipam::pick_free,
+                },
+            )
+            .await?;
+        let n = self.store.network_get(Scope::All, &p.network_id).await?;
+        Ok(self.port_info(&p, n.mtu))
+    }
+
+    /// The ports a server holds now, as compute plugs them (in the order
+    /// they were made).
+    pub async fn server_ports(&self, server_id: &ServerId) -> AppResult<Vec<PortInfo>> {
+        let mut out = Vec::new();
+        for p in self.store.ports_of_device(&server_id.to_string()).await? {
+            let n = self.store.network_get(Scope::All, &p.network_id).await?;
+            out.push(self.port_info(&p, n.mtu));
+        }
+        Ok(out)
+    }
+
+    /// Gives a built server one more port (Nova's interface attach): the
+    /// user's port, kept when it is detached again, or a new port on a
+    /// network (`Network`; `Auto` must be resolved by the caller), deleted
+    /// when it is detached. The new port gets the id `new_port_id`, chosen
+    /// when the attach was recorded, so a replay finds the port it made
+    /// instead of making another. The caller checked the user may use the
+    /// port or network; a port another device took since is a 409.
+    /// Idempotent: a port already the server's is returned as it is.
+    pub async fn attach_port_for_server(
+        &self,
+        ctx: &AuthContext,
+        server_id: &ServerId,
+        nic: &RequestedNic,
+        new_port_id: PortId,
+        host: &str,
+    ) -> AppResult<PortInfo> {
+        let id = match nic {
+            RequestedNic::Port(p) => *p,
+            _ => new_port_id,
+        };
+        let existing = match self.store.port_get(Scope::All, &id).await {
+            Ok(p) => Some(p),
+            Err(e) if e.kind == oxistack_model::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let info = match (nic, existing) {
+            (_, Some(p)) if p.device_id == server_id.to_string() => {
+                let n = self.store.network_get(Scope::All, &p.network_id).await?;
+                return Ok(self.port_info(&p, n.mtu));
+            }
+            (RequestedNic::Port(_), Some(p)) => self.take_port(p, server_id, host).await?,
+            (RequestedNic::Port(pid), None) => {
+                return Err(oxistack_store::network::port_not_found(pid))
+            }
+            (RequestedNic::Auto, _) => {
+                return Err(AppError::internal(
+                    "attach_port_for_server: `auto` must be resolved to a network first",
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(AppError::internal(format!(
+                    "port id {id} chosen for a new port is taken"
+                )))
+            }
+            (nic, None) => {
+                self.allocate_one(ctx, server_id, nic, host, Some(new_port_id))
+                    .await?
+            }
+        };
+        self.kick();
+        Ok(info)
+    }
+
+    /// Releases one port of a server (interface detach, or the undo of an
+    /// attach): deleted if it was made for the server, else unbound and
+    /// kept. A port that is gone, or that another device holds, is left
+    /// alone. Idempotent.
+    pub async fn release_port_for_server(
+        &self,
+        server_id: &ServerId,
+        port_id: &PortId,
+    ) -> AppResult<()> {
+        let p = match self.store.port_get(Scope::All, port_id).await {
+            Ok(p) => p,
+            Err(e) if e.kind == oxistack_model::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if p.device_id != server_id.to_string() {
+            return Ok(());
+        }
+        self.release_port(p).await?;
+        self.kick();
+        Ok(())
+    }
+
+    /// Deletes a port made for a server, or unbinds (and disassociates the
+    /// floating IPs of) one the user gave.
+    async fn release_port(&self, mut p: oxistack_store::network::Port) -> AppResult<()> {
+        if p.auto_delete {
+            return self.store.port_delete(&p.id).await;
+        }
+        p.device_id.clear();
+        p.device_owner.clear();
+        p.binding_host_id.clear();
+        p.tap = None;
+        p.status = "DOWN".into();
+        self.store
+            .port_update(
+                &p,
+                PortWrite {
+                    ips: None,
+                    security_groups: None,
+                    quota: None,
+                    pick: &ipam::pick_free,
+                },
+            )
+            .await?;
+        for mut f in self.store.floating_ip_list(Scope::All).await? {
+            if f.port_id == Some(p.id) {
+                f.port_id = None;
+                f.fixed_ip_address = None;
+                f.router_id = None;
+                f.status = "DOWN".into();
+                self.store.floating_ip_update(&f).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Binds a port to the server's tap on `host`: the port goes ACTIVE and
@@ -257,36 +392,8 @@ impl Network {
     /// user gave are unbound and kept. Floating IPs on them are
     /// disassociated. Idempotent.
     pub async fn release_ports_for_server(&self, server_id: &ServerId) -> AppResult<()> {
-        for mut p in self.store.ports_of_device(&server_id.to_string()).await? {
-            if p.auto_delete {
-                self.store.port_delete(&p.id).await?;
-            } else {
-                p.device_id.clear();
-                p.device_owner.clear();
-                p.binding_host_id.clear();
-                p.tap = None;
-                p.status = "DOWN".into();
-                self.store
-                    .port_update(
-                        &p,
-                        PortWrite {
-                            ips: None,
-                            security_groups: None,
-                            quota: None,
-                            pick: &ipam::pick_free,
-                        },
-                    )
-                    .await?;
-                for mut f in self.store.floating_ip_list(Scope::All).await? {
-                    if f.port_id == Some(p.id) {
-                        f.port_id = None;
-                        f.fixed_ip_address = None;
-                        f.router_id = None;
-                        f.status = "DOWN".into();
-                        self.store.floating_ip_update(&f).await?;
-                    }
-                }
-            }
+        for p in self.store.ports_of_device(&server_id.to_string()).await? {
+            self.release_port(p).await?;
         }
         self.kick();
         Ok(())

@@ -147,7 +147,18 @@ pub enum VifModel {
 }
 
 impl VifModel {
-    fn device(self) -> &'static str {
+    /// The model a guest's NICs get: `hw_vif_model`, else e1000 for Windows (which has
+    /// an inbox driver for it) and virtio otherwise. Hot-plugged NICs use it too.
+    pub fn for_image(img: &ImageProperties) -> VifModel {
+        img.vif_model.unwrap_or(if img.os_type == OsType::Windows {
+            VifModel::E1000
+        } else {
+            VifModel::Virtio
+        })
+    }
+
+    /// QEMU's device name for the model.
+    pub fn device(self) -> &'static str {
         match self {
             VifModel::Virtio => "virtio-net-pci",
             VifModel::E1000 => "e1000",
@@ -385,11 +396,7 @@ impl MachineProfile {
             (MachineType::Q35, true) => CdromBus::Sata,
             (MachineType::Q35, false) => CdromBus::Scsi,
         });
-        let vif_model = img.vif_model.unwrap_or(if windows {
-            VifModel::E1000
-        } else {
-            VifModel::Virtio
-        });
+        let vif_model = VifModel::for_image(img);
         ResolvedHardware {
             disk_bus,
             cdrom_bus,

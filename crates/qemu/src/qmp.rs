@@ -46,6 +46,14 @@ pub enum QmpError {
     },
 }
 
+impl QmpError {
+    /// QEMU said the device (or netdev) named in the command does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, QmpError::Command { class, desc, .. }
+            if class == "DeviceNotFound" || desc.contains("not found"))
+    }
+}
+
 /// QEMU's run state (`query-status`), reduced to what decides a power state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {
@@ -93,7 +101,26 @@ pub enum QmpEvent {
     Stop,
     Resume,
     GuestPanicked,
+    /// A device is gone (after `device_del`, once the guest let go of it).
+    /// `device` is its id; devices without an id, and a device's own
+    /// children, have none.
+    DeviceDeleted {
+        device: Option<String>,
+        path: String,
+    },
 }
+
+/// A NIC the running QEMU has: its device id, MAC, and the netdev behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestNic {
+    pub id: String,
+    /// Lower case, as QEMU prints it.
+    pub mac: String,
+    pub netdev: Option<String>,
+}
+
+/// Where QEMU keeps the devices that were given an id.
+const PERIPHERALS: &str = "/machine/peripheral";
 
 impl QmpEvent {
     fn from_qapi(e: qmp::Event) -> Option<Self> {
@@ -110,6 +137,10 @@ impl QmpEvent {
             qmp::Event::STOP { .. } => QmpEvent::Stop,
             qmp::Event::RESUME { .. } => QmpEvent::Resume,
             qmp::Event::GUEST_PANICKED { .. } => QmpEvent::GuestPanicked,
+            qmp::Event::DEVICE_DELETED { data, .. } => QmpEvent::DeviceDeleted {
+                device: data.device,
+                path: data.path,
+            },
             _ => return None,
         })
     }
@@ -223,6 +254,158 @@ impl QmpClient {
             Ok(_) | Err(QmpError::Disconnected) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Adds a tap backend named `id` on the existing (or, with the right to, new) tap
+    /// `ifname`, as the boot command line's `-netdev tap,…,script=no,downscript=no`.
+    pub async fn netdev_add_tap(&self, id: &str, ifname: &str) -> Result<(), QmpError> {
+        let netdev = qmp::Netdev::tap {
+            id: id.to_string(),
+            tap: qmp::NetdevTapOptions {
+                ifname: Some(ifname.to_string()),
+                script: Some("no".into()),
+                downscript: Some("no".into()),
+                ..Default::default()
+            },
+        };
+        self.execute("netdev_add", qmp::netdev_add(netdev))
+            .await
+            .map(drop)
+    }
+
+    pub async fn netdev_del(&self, id: &str) -> Result<(), QmpError> {
+        self.execute("netdev_del", qmp::netdev_del { id: id.to_string() })
+            .await
+            .map(drop)
+    }
+
+    /// `device_add` of `driver` with id `id` on `bus` (None: QEMU's choice) and the
+    /// driver's own properties.
+    pub async fn device_add(
+        &self,
+        driver: &str,
+        id: &str,
+        bus: Option<&str>,
+        properties: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), QmpError> {
+        let command = qmp::device_add {
+            driver: driver.to_string(),
+            id: Some(id.to_string()),
+            bus: bus.map(str::to_string),
+            arguments: properties,
+        };
+        self.execute("device_add", command).await.map(drop)
+    }
+
+    /// Asks for a device to be removed. For a PCI device the guest must let go of it
+    /// first: the device is gone when [`QmpEvent::DeviceDeleted`] names it (see
+    /// [`QmpClient::device_del_wait`]).
+    pub async fn device_del(&self, id: &str) -> Result<(), QmpError> {
+        self.execute("device_del", qmp::device_del { id: id.to_string() })
+            .await
+            .map(drop)
+    }
+
+    /// `device_del`, then waits up to `bound` for the device to be gone. A device that
+    /// does not exist is gone already; a request repeated while the guest has not yet
+    /// answered the first one keeps waiting for it.
+    pub async fn device_del_wait(&self, id: &str, bound: Duration) -> Result<(), QmpError> {
+        // Subscribed before asking, so the event cannot slip by.
+        let mut events = self.subscribe();
+        match self.device_del(id).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => return Ok(()),
+            // e.g. "… is already in the process of unplug": wait for that one.
+            Err(QmpError::Command { .. }) if self.device_exists(id).await? => {}
+            Err(e) => return Err(e),
+        }
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(QmpEvent::DeviceDeleted {
+                    device: Some(d), ..
+                })) if d == id => return Ok(()),
+                Ok(Ok(_)) => {}
+                // Missed events (lagged) or a closed reader: ask QEMU instead.
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    if !self.device_exists(id).await? {
+                        return Ok(());
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(QmpError::Disconnected),
+                Err(_) => {
+                    return if self.device_exists(id).await? {
+                        Err(QmpError::Timeout(
+                            "device_del (the guest did not release the device)",
+                        ))
+                    } else {
+                        Ok(())
+                    };
+                }
+            }
+        }
+    }
+
+    /// Whether a device with this id exists.
+    pub async fn device_exists(&self, id: &str) -> Result<bool, QmpError> {
+        Ok(self
+            .qom_list(PERIPHERALS)
+            .await?
+            .iter()
+            .any(|(name, ty)| name == id && ty.starts_with("child<")))
+    }
+
+    /// The names and types of an object's properties (children are `child<type>`).
+    pub async fn qom_list(&self, path: &str) -> Result<Vec<(String, String)>, QmpError> {
+        let props = self
+            .execute(
+                "qom-list",
+                qmp::qom_list {
+                    path: path.to_string(),
+                },
+            )
+            .await?;
+        Ok(props.into_iter().map(|p| (p.name, p.type_)).collect())
+    }
+
+    pub async fn qom_get(&self, path: &str, property: &str) -> Result<serde_json::Value, QmpError> {
+        self.execute(
+            "qom-get",
+            qmp::qom_get {
+                path: path.to_string(),
+                property: property.to_string(),
+            },
+        )
+        .await
+    }
+
+    /// Every NIC device that has an id (those of the command line and those
+    /// hot-plugged), whatever its model: a device is a NIC when it has a `mac`.
+    pub async fn nics(&self) -> Result<Vec<GuestNic>, QmpError> {
+        let mut out = Vec::new();
+        for (name, ty) in self.qom_list(PERIPHERALS).await? {
+            if !ty.starts_with("child<") {
+                continue;
+            }
+            let path = format!("{PERIPHERALS}/{name}");
+            let mac = match self.qom_get(&path, "mac").await {
+                Ok(v) => v.as_str().unwrap_or_default().to_ascii_lowercase(),
+                // Not a NIC (no such property), or gone since the listing.
+                Err(QmpError::Command { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let netdev = match self.qom_get(&path, "netdev").await {
+                Ok(v) => v.as_str().filter(|s| !s.is_empty()).map(str::to_string),
+                Err(QmpError::Command { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            out.push(GuestNic {
+                id: name,
+                mac,
+                netdev,
+            });
+        }
+        Ok(out)
     }
 
     async fn execute<C>(&self, name: &'static str, command: C) -> Result<C::Ok, QmpError>

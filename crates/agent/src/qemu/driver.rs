@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use oxistack_bus::{HostFacts, HostInstance, InstanceSpec, PowerCommand};
+use oxistack_bus::{HostFacts, HostInstance, InstanceSpec, NicSpec, PowerCommand};
 use oxistack_model::server_state::PowerState;
-use oxistack_model::{AppError, AppResult, ErrorKind, ServerId};
+use oxistack_model::{AppError, AppResult, ErrorKind, PortId, ServerId};
 use oxistack_qemu::{
     find_instance_qemu, is_instance_qemu, launch, probe_accel, terminate, Accel, AccelRequest,
-    DiskFile, DiskFormat, FirmwareType, ImageProperties, MachineProfile, Nic, ProbeOutcome,
-    QmpClient, QmpError, RunState, UefiVars, OVMF_VARS_TEMPLATE_PATH, QEMU_SYSTEM_X86_64,
+    DiskFile, DiskFormat, FirmwareType, ImageProperties, MachineProfile, MachineType, Nic,
+    ProbeOutcome, QmpClient, QmpError, RunState, UefiVars, VifModel, OVMF_VARS_TEMPLATE_PATH,
+    QEMU_SYSTEM_X86_64,
 };
 use tokio::sync::Mutex as AsyncMutex;
 use uuid::Uuid;
@@ -37,6 +38,10 @@ const QMP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The console API returns at most this much of the log's end, as Nova's
 /// `MAX_CONSOLE_BYTES`.
 const MAX_CONSOLE_BYTES: u64 = 100 * 1024;
+/// Bound on the guest letting go of an unplugged NIC: a PCI hot-unplug completes only
+/// when the guest's ACPI code ejects the device (Nova's libvirt driver waits about as
+/// long before it reports the detach as failed).
+pub const UNPLUG_BOUND: Duration = Duration::from_secs(30);
 
 /// What the driver is built from.
 pub struct QemuConfig {
@@ -361,6 +366,90 @@ impl QemuDriver {
         dir.read_spec()?
             .ok_or_else(|| AppError::missing("Instance", dir.id()))
     }
+
+    /// A QMP connection that answers: a cached one left from before a relaunch is
+    /// replaced first.
+    async fn live_qmp(&self, slot: &Slot, dir: &InstanceDir) -> Result<Arc<QmpClient>, QmpError> {
+        self.query_status(slot, dir).await?;
+        self.qmp(slot, dir).await
+    }
+
+    /// The NICs the instance's running QEMU has (device id, MAC, netdev); empty when it
+    /// does not run. For inspection and tests: the spec says what should be plugged,
+    /// this says what is.
+    pub async fn guest_nics(&self, id: ServerId) -> AppResult<Vec<oxistack_qemu::qmp::GuestNic>> {
+        let slot = self.slot(id);
+        let dir = self.instance_dir(id);
+        if running_pid(&dir)?.is_none() {
+            return Ok(vec![]);
+        }
+        let qmp = self
+            .live_qmp(&slot, &dir)
+            .await
+            .map_err(|e| host_error("connecting to QMP", e))?;
+        qmp.nics().await.map_err(|e| host_error("listing NICs", e))
+    }
+}
+
+/// The QEMU ids of a hot-plugged NIC (device, netdev), derived from its port, so a
+/// replayed attach finds what an interrupted one made. NICs of the command line are
+/// `net<i>`/`hostnet<i>` instead (and a relaunch turns a hot-plugged NIC into one of
+/// them): a detach finds any NIC by its MAC and asks QEMU for its netdev.
+fn hotplug_ids(port: &PortId) -> (String, String) {
+    let p = port.as_uuid().simple().to_string();
+    (format!("nic-{p}"), format!("hostnic-{p}"))
+}
+
+/// QEMU's device for the guest's NICs: the same model as the NICs of the command line.
+fn nic_device(image: &ImageProperties) -> &'static str {
+    VifModel::for_image(image).device()
+}
+
+/// Hot-plugs a NIC on the root PCI bus (`pc` has ACPI hot-plug on `pci.0`) with a tap
+/// backend, unless a NIC with its MAC is there already. A netdev left behind by an attach
+/// interrupted before its `device_add` is replaced.
+async fn hotplug_nic(qmp: &QmpClient, nic: &NicSpec, device: &str) -> Result<(), QmpError> {
+    let mac = nic.mac.to_ascii_lowercase();
+    if qmp.nics().await?.iter().any(|n| n.mac == mac) {
+        return Ok(());
+    }
+    let (id, netdev) = hotplug_ids(&nic.port_id);
+    match qmp.netdev_del(&netdev).await {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e),
+    }
+    qmp.netdev_add_tap(&netdev, &nic.tap).await?;
+    let mut props = serde_json::Map::new();
+    props.insert("netdev".into(), netdev.clone().into());
+    props.insert("mac".into(), mac.into());
+    if let Err(e) = qmp.device_add(device, &id, Some("pci.0"), props).await {
+        let _ = qmp.netdev_del(&netdev).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Unplugs the NIC with this MAC, if the QEMU has one: `device_del`, wait for the guest
+/// to let go of it, then remove its netdev. With no such NIC, a netdev an interrupted
+/// attach left under the port's id is removed.
+async fn unplug_nic(qmp: &QmpClient, port: &PortId, mac: &str) -> Result<(), QmpError> {
+    let mac = mac.to_ascii_lowercase();
+    let netdev = match qmp.nics().await?.into_iter().find(|n| n.mac == mac) {
+        Some(found) => {
+            qmp.device_del_wait(&found.id, UNPLUG_BOUND).await?;
+            found.netdev
+        }
+        None => Some(hotplug_ids(port).1),
+    };
+    if let Some(netdev) = netdev {
+        match qmp.netdev_del(&netdev).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The profile's argv, plus `-machine graphics=off` when the guest has no display: then
@@ -552,6 +641,71 @@ impl VirtDriver for QemuDriver {
             return Err(AppError::missing("Instance", id));
         }
         Ok(tail_lines(&read_console(&dir.console_log())?, lines))
+    }
+
+    async fn attach_nic(&self, id: ServerId, nic: &NicSpec) -> AppResult<()> {
+        let slot = self.slot(id);
+        let _op = slot.op.lock().await;
+        let dir = self.instance_dir(id);
+        let mut spec = Self::recorded_spec(&dir)?;
+        let image = ImageProperties::from_properties(&spec.image.properties)
+            .map_err(|e| AppError::new(ErrorKind::BadRequest, e.to_string()))?;
+        if image.machine_type != MachineType::Pc {
+            return Err(AppError::bad_request(
+                "Network adapters can be hot-plugged only into guests of machine type pc: \
+                 a q35 guest has no free hot-plug slot.",
+            ));
+        }
+        // The spec first: a guest relaunched from here on has the NIC, and a detach
+        // (the saga's undo) finds it there.
+        if !spec.nics.iter().any(|n| n.port_id == nic.port_id) {
+            spec.nics.push(nic.clone());
+            dir.write_spec(&spec)?;
+        }
+        if running_pid(&dir)?.is_none() {
+            // Stopped: the next start builds the machine with it.
+            return Ok(());
+        }
+        let plugged = match self.live_qmp(&slot, &dir).await {
+            Ok(qmp) => hotplug_nic(&qmp, nic, nic_device(&image)).await,
+            Err(e) => Err(e),
+        };
+        plugged.map_err(|e| {
+            AppError::new(
+                ErrorKind::Internal,
+                "The hypervisor failed to plug the network adapter.",
+            )
+            .with_context(format!("hot-plug of port {} into {id}: {e}", nic.port_id))
+        })
+    }
+
+    async fn detach_nic(&self, id: ServerId, port_id: PortId) -> AppResult<()> {
+        let slot = self.slot(id);
+        let _op = slot.op.lock().await;
+        let dir = self.instance_dir(id);
+        let Some(mut spec) = dir.read_spec()? else {
+            return Ok(());
+        };
+        let Some(nic) = spec.nics.iter().find(|n| n.port_id == port_id).cloned() else {
+            return Ok(());
+        };
+        if running_pid(&dir)?.is_some() {
+            let unplugged = match self.live_qmp(&slot, &dir).await {
+                Ok(qmp) => unplug_nic(&qmp, &port_id, &nic.mac).await,
+                Err(e) => Err(e),
+            };
+            unplugged.map_err(|e| {
+                AppError::new(
+                    ErrorKind::Internal,
+                    "The hypervisor failed to unplug the network adapter.",
+                )
+                .with_context(format!("hot-unplug of port {port_id} from {id}: {e}"))
+            })?;
+        }
+        // Only once the guest let go: a failed unplug leaves the NIC recorded, so a
+        // retried detach finds it again.
+        spec.nics.retain(|n| n.port_id != port_id);
+        dir.write_spec(&spec)
     }
 }
 

@@ -90,6 +90,12 @@ impl InstanceDir {
     /// (`oxistack_sys::unix_socket`).
     pub fn create(&self, spec: &InstanceSpec) -> AppResult<()> {
         std::fs::create_dir_all(&self.root)?;
+        self.write_spec(spec)
+    }
+
+    /// Replaces the recorded spec (atomically) of an existing instance, e.g. when a NIC is
+    /// attached or detached: the next launch builds the machine from it.
+    pub fn write_spec(&self, spec: &InstanceSpec) -> AppResult<()> {
         let tmp = Self::scratch_for(&self.spec_file());
         std::fs::write(&tmp, serde_json::to_vec_pretty(spec)?)?;
         std::fs::rename(&tmp, self.spec_file())?;

@@ -19,6 +19,14 @@
 //!   destroy (from any state): kill QEMU (verified ours), remove the directory.
 //! ```
 //!
+//! NICs attached after the boot (Nova's os-interface) go into `spec.json` first, then into
+//! a running guest over QMP: `netdev_add` of the port's tap and `device_add` of a NIC of the
+//! image's model with the port's MAC on the root PCI bus (`pc` machines only: i440fx has
+//! ACPI hot-plug on `pci.0`; q35 has no free hot-plug slot). A detach finds the NIC by its
+//! MAC, `device_del`s it, waits (bounded) for the guest to eject it (`DEVICE_DELETED`),
+//! removes its netdev, and only then drops it from the spec. A stopped guest only has its
+//! spec changed; the next start builds the machine from it.
+//!
 //! Every operation is idempotent and serialised per instance; `instances()` never waits
 //! for an operation. Design notes: docs/design/0008-qemu-driver.md.
 

@@ -2,6 +2,7 @@
 
 mod flavors;
 mod hypervisors;
+mod interfaces;
 mod keypairs;
 mod limits;
 mod servers;
@@ -64,6 +65,14 @@ pub fn router(state: AppState) -> Router {
                 .delete(servers::delete),
         )
         .route("/v2.1/servers/{id}/action", post(servers::action))
+        .route(
+            "/v2.1/servers/{id}/os-interface",
+            get(interfaces::list).post(interfaces::create),
+        )
+        .route(
+            "/v2.1/servers/{id}/os-interface/{port_id}",
+            get(interfaces::show).delete(interfaces::delete),
+        )
         .route("/v2.1/servers/{id}/ips", get(servers::ips))
         .route(
             "/v2.1/servers/{id}/ips/{network}",
