@@ -206,6 +206,11 @@ impl Cloud {
         }
     }
 
+    /// Whether the server process was started and not stopped since.
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
