@@ -1,13 +1,16 @@
-//! Nova's application layer: flavors, keypairs, servers, quotas. Validates
+//! Nova's application layer: flavors, keypairs, servers, quotas, and the
+//! network proxy APIs (security groups, floating IPs) over Neutron's. Validates
 //! requests, applies policy and quotas, records intent, and hands host work
 //! to the conductor's sagas.
 
 pub mod flavors;
+pub mod floating_ips;
 pub mod hypervisors;
 pub mod interfaces;
 pub mod keypairs;
 pub mod metadata;
 pub mod quotas;
+pub mod security_groups;
 pub mod servers;
 
 use std::sync::Arc;

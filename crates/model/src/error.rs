@@ -21,6 +21,8 @@ pub enum ErrorKind {
     NoValidHost,
     Unavailable,
     NotImplemented,
+    /// The API existed and is gone for good (Nova's nova-network APIs).
+    Gone,
     Internal,
 }
 
@@ -82,6 +84,9 @@ impl AppError {
     pub fn not_implemented(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotImplemented, message)
     }
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Gone, message)
+    }
     /// A bug or an unexpected host/database failure. The user sees a generic
     /// message; the detail goes to the log.
     pub fn internal(context: impl Into<String>) -> Self {
@@ -105,6 +110,7 @@ impl AppError {
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Conflict => 409,
+            ErrorKind::Gone => 410,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::NoValidHost | ErrorKind::Internal => 500,

@@ -1,10 +1,13 @@
 //! The compute API (Nova v2.1) at `/compute`.
 
 mod flavors;
+mod floating_ips;
 mod hypervisors;
 mod interfaces;
 mod keypairs;
 mod limits;
+mod networks;
+mod security_groups;
 mod servers;
 pub mod versions;
 
@@ -12,7 +15,7 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::context::RequestId;
@@ -73,6 +76,10 @@ pub fn router(state: AppState) -> Router {
             "/v2.1/servers/{id}/os-interface/{port_id}",
             get(interfaces::show).delete(interfaces::delete),
         )
+        .route(
+            "/v2.1/servers/{id}/os-security-groups",
+            get(security_groups::server_list),
+        )
         .route("/v2.1/servers/{id}/ips", get(servers::ips))
         .route(
             "/v2.1/servers/{id}/ips/{network}",
@@ -125,6 +132,56 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v2.1/os-hypervisors/{id}", get(hypervisors::show))
         .route("/v2.1/os-hypervisors/{id}/uptime", get(hypervisors::uptime))
+        // The network proxy APIs (below 2.36; the gone ones at every version).
+        .route(
+            "/v2.1/os-security-groups",
+            get(security_groups::list)
+                .post(security_groups::create)
+                // `DELETE /os-security-groups/` names no group: Nova's 404.
+                .delete(fault::not_found),
+        )
+        .route(
+            "/v2.1/os-security-groups/{id}",
+            get(security_groups::show)
+                .put(security_groups::update)
+                .delete(security_groups::delete),
+        )
+        .route(
+            "/v2.1/os-security-group-rules",
+            post(security_groups::rule_create),
+        )
+        .route(
+            "/v2.1/os-security-group-rules/{id}",
+            delete(security_groups::rule_delete),
+        )
+        .route(
+            "/v2.1/os-floating-ips",
+            get(floating_ips::list).post(floating_ips::create),
+        )
+        .route(
+            "/v2.1/os-floating-ips/{id}",
+            get(floating_ips::show).delete(floating_ips::delete),
+        )
+        .route("/v2.1/os-floating-ip-pools", get(floating_ips::pools))
+        .route(
+            "/v2.1/os-networks",
+            get(networks::list).post(networks::gone),
+        )
+        .route(
+            "/v2.1/os-networks/{id}",
+            get(networks::show)
+                .post(networks::gone_add)
+                .delete(networks::gone),
+        )
+        .route("/v2.1/os-networks/{id}/action", post(networks::gone))
+        .route(
+            "/v2.1/os-tenant-networks",
+            get(networks::tenant_list).post(networks::gone),
+        )
+        .route(
+            "/v2.1/os-tenant-networks/{id}",
+            get(networks::tenant_show).delete(networks::gone),
+        )
         .route("/v2.1/os-aggregates", get(hypervisors::aggregates))
         .route("/v2.1/os-services", get(hypervisors::services))
         .route("/v2.1/os-availability-zone", get(limits::zones))

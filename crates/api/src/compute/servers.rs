@@ -807,6 +807,7 @@ pub async fn delete(
 pub async fn action(
     State(state): State<AppState>,
     auth: Auth,
+    Extension(v): Extension<ApiVersion>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<axum::response::Response> {
@@ -869,6 +870,15 @@ pub async fn action(
         }
         "lock" => c.server_lock(ctx, &sid, true).await?,
         "unlock" => c.server_lock(ctx, &sid, false).await?,
+        "addSecurityGroup" | "removeSecurityGroup" => {
+            return super::security_groups::server_action(&state, ctx, &sid, name, arg).await
+        }
+        "addFloatingIp" | "removeFloatingIp" => {
+            if !super::versions::floating_ip_actions(v) {
+                return Err(AppError::not_found("The resource could not be found.").into());
+            }
+            return super::floating_ips::server_action(&state, ctx, &sid, name, arg).await;
+        }
         _ => return Err(AppError::bad_request(format!("There is no such action: {name}")).into()),
     }
     Ok(StatusCode::ACCEPTED.into_response())

@@ -56,7 +56,10 @@ pub const HISTORY: &[(&str, &str)] = &[
     ("2.33", "hypervisors pagination: limit, marker"),
     ("2.34", "async live migration checks (not served)"),
     ("2.35", "keypairs pagination"),
-    ("2.36", "proxy APIs removed; network quotas hidden"),
+    (
+        "2.36",
+        "network proxy APIs (os-security-groups, os-floating-ips, os-networks…) 404; network quotas hidden",
+    ),
     ("2.37", "`networks` required: auto | none | list"),
     ("2.38", "invalid server `status` filter is 400"),
     ("2.39", "limits: maxImageMeta removed"),
@@ -64,7 +67,7 @@ pub const HISTORY: &[(&str, &str)] = &[
     ("2.41", "aggregate uuid (not served)"),
     ("2.42", "device tags restored (accepted)"),
     ("2.43", "os-hosts removed"),
-    ("2.44", "network proxy actions removed"),
+    ("2.44", "addFloatingIp/removeFloatingIp actions removed (404)"),
     ("2.45", "createImage returns image_id (not served)"),
     ("2.46", "instance actions request_id (not served)"),
     ("2.47", "server `flavor` embedded"),
@@ -72,6 +75,23 @@ pub const HISTORY: &[(&str, &str)] = &[
 
 pub const MIN: ApiVersion = ApiVersion::new(2, 1);
 pub const MAX: ApiVersion = ApiVersion::new(2, 47);
+
+/// The network proxy APIs (security groups, floating IPs, networks) exist
+/// below 2.36; from 2.36 Nova answers 404 for them, as for a missing route.
+pub fn proxy_api(v: ApiVersion) -> Result<(), oxistack_model::AppError> {
+    if v.at_least(2, 36) {
+        Err(oxistack_model::AppError::not_found(
+            "The resource could not be found.",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The floating IP server actions exist below 2.44.
+pub fn floating_ip_actions(v: ApiVersion) -> bool {
+    !v.at_least(2, 44)
+}
 
 pub const SERVICE: VersionedService = VersionedService {
     name: "compute",
