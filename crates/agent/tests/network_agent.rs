@@ -630,8 +630,15 @@ async fn a_port_without_port_security_gets_no_chains() {
 fn golden_files() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/network_golden");
     let update = std::env::var("UPDATE_GOLDEN").is_ok();
-    let files = NetworkAgent::render(&sample(), &config(Path::new("/state")));
+    let mut files = NetworkAgent::render(&sample(), &config(Path::new("/state")));
     assert!(files.len() >= 7);
+    // The IPv6 spec adds router advertisements; its other files are the sample's kind.
+    files.extend(
+        NetworkAgent::render(&sample_v6(), &config(Path::new("/state")))
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("ra-")),
+    );
+    assert!(files.iter().any(|(name, _)| name.starts_with("ra-")));
     let mut mismatched = vec![];
     for (name, contents) in files {
         let path = dir.join(&name);
@@ -766,4 +773,307 @@ async fn another_instances_objects_are_left_alone() {
     assert_eq!(fake.nft_tables(None).await.unwrap(), before_tables);
     // And the other instance still finds its host as it left it.
     assert!(other.converge(&s).await.is_noop());
+}
+
+/// The sample with IPv6 on the router: a SLAAC subnet beside the IPv4 one,
+/// and a second network (MTU 1400) with a DHCPv6-stateful subnet and a
+/// subnet without an RA mode, each on its own router interface.
+fn sample_v6() -> HostNetworkSpec {
+    let mut spec = sample();
+    let v6 = |n: u32, cidr: &str, gw: &str, mode: Option<&str>| SubnetSpec {
+        id: id(n),
+        cidr: cidr.into(),
+        ip_version: 6,
+        gateway_ip: Some(ip(gw)),
+        enable_dhcp: true,
+        dns_nameservers: vec![],
+        host_routes: vec![],
+        ipv6_address_mode: mode.map(str::to_string),
+        ipv6_ra_mode: mode.map(str::to_string),
+    };
+    let (net, net3): (NetworkId, NetworkId) = (id(1), id(3));
+    let mut slaac = v6(13, "fd00:1::/64", "fd00:1::1", Some("slaac"));
+    slaac.dns_nameservers = vec![ip("fd00:1::53"), ip("10.0.0.2")];
+    spec.networks[0].subnets.push(slaac);
+    spec.networks.push(NetworkSpec {
+        id: net3,
+        kind: NetworkKind::Vxlan { vni: 1003 },
+        mtu: 1400,
+        external: false,
+        subnets: vec![
+            v6(14, "fd00:3::/64", "fd00:3::1", Some("dhcpv6-stateful")),
+            v6(15, "fd00:4::/64", "fd00:4::1", None),
+        ],
+        ports: vec![],
+    });
+    let interfaces = [
+        (107, net, "fa:16:3e:00:01:07", "fd00:1::1", "fd00:1::/64"),
+        (108, net3, "fa:16:3e:00:01:08", "fd00:3::1", "fd00:3::/64"),
+        (109, net3, "fa:16:3e:00:01:09", "fd00:4::1", "fd00:4::/64"),
+    ];
+    for (pid, network_id, mac, addr, cidr) in interfaces {
+        spec.routers[0].interfaces.push(RouterInterface {
+            port_id: id(pid),
+            network_id,
+            mac: mac.into(),
+            ip: ip(addr),
+            cidr: cidr.into(),
+        });
+    }
+    spec
+}
+
+fn qr(port: u32) -> String {
+    oxistack_agent::network::names::router_port_inner(&id::<PortId>(port))
+}
+
+/// The RA daemon of the sample's router, if it runs.
+fn ra_daemon(fake: &FakeDatapath) -> Option<oxistack_netdev::FakeDaemon> {
+    let conf = format!("--conf-file=/state/ra/{}/dnsmasq.conf", id::<RouterId>(31));
+    fake.daemons().into_iter().find(|d| d.argv.contains(&conf))
+}
+
+fn ra_conf(fake: &FakeDatapath) -> Option<String> {
+    fake.file(&PathBuf::from(format!(
+        "/state/ra/{}/dnsmasq.conf",
+        id::<RouterId>(31)
+    )))
+}
+
+#[tokio::test]
+async fn ipv6_router_interfaces_get_router_advertisements_by_mode() {
+    let (fake, agent) = agent();
+    let spec = sample_v6();
+    let router = &spec.routers[0];
+    let rns = names::router_namespace(&router.id);
+    let r = agent.converge(&spec).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(
+        r.created
+            .contains(&format!("router advertisements {}", router.id)),
+        "{r:?}"
+    );
+
+    // One dnsmasq in the router's namespace, for the interfaces with an RA mode only.
+    let d = ra_daemon(&fake).expect("no RA daemon");
+    assert_eq!(d.ns.as_deref(), Some(rns.as_str()));
+    assert_eq!(d.argv[0], "dnsmasq");
+    assert!(d
+        .argv
+        .contains(&format!("--pid-file=/state/ra/{}/pid", router.id)));
+    let conf = ra_conf(&fake).unwrap();
+    let lines: Vec<&str> = conf.lines().collect();
+    for want in [
+        "port=0".to_string(),
+        "enable-ra".to_string(),
+        format!("interface={}", qr(107)),
+        format!("ra-param={},mtu:1450,100,300", qr(107)),
+        format!("interface={}", qr(108)),
+        format!("ra-param={},mtu:1400,100,300", qr(108)),
+        format!(
+            "dhcp-range=set:subnet-{},fd00:1::,ra-only,64,86400s",
+            id::<SubnetId>(13)
+        ),
+        format!(
+            "dhcp-range=set:subnet-{},fd00:3::,64,86400s",
+            id::<SubnetId>(14)
+        ),
+        format!(
+            "dhcp-option=tag:subnet-{},option6:dns-server,[fd00:1::53]",
+            id::<SubnetId>(13)
+        ),
+    ] {
+        assert!(lines.contains(&want.as_str()), "{want} not in:\n{conf}");
+    }
+    // No RA for IPv4, nor for the subnet without an RA mode.
+    assert!(!conf.contains(&qr(104)), "{conf}");
+    assert!(!conf.contains(&qr(109)), "{conf}");
+    assert!(!conf.contains("fd00:4::"), "{conf}");
+
+    // The router holds each subnet's gateway address and forwards IPv6.
+    for (port, addr) in [
+        (107, "fd00:1::1/64"),
+        (108, "fd00:3::1/64"),
+        (109, "fd00:4::1/64"),
+    ] {
+        let addrs = fake.addresses(Some(&rns), &qr(port)).await.unwrap();
+        assert_eq!(addrs, vec![addr.to_string()]);
+    }
+    assert_eq!(
+        fake.sysctl(Some(&rns), "net.ipv6.conf.all.forwarding")
+            .await
+            .unwrap(),
+        "1"
+    );
+    // Nothing but guests takes its configuration from these RAs: not the
+    // host (through the network's bridge), not a DHCP namespace.
+    let (net, dns) = (
+        spec.networks[0].id,
+        names::dhcp_namespace(&spec.networks[0].id),
+    );
+    let br_key = format!("net.ipv6.conf.{}.disable_ipv6", names::bridge(&net));
+    assert_eq!(fake.sysctl(None, &br_key).await.unwrap(), "1");
+    let ns_dev = format!("ns-{}", &net.as_uuid().simple().to_string()[..11]);
+    for (ns, dev) in [(&dns, ns_dev), (&rns, qr(107))] {
+        let key = format!("net.ipv6.conf.{dev}.accept_ra");
+        assert_eq!(fake.sysctl(Some(ns), &key).await.unwrap(), "0", "{key}");
+    }
+    assert!(agent.converge(&spec).await.is_noop());
+
+    // Changed by hand: set back.
+    fake.set_sysctl(None, &br_key, "0").await.unwrap();
+    let r = agent.converge(&spec).await;
+    assert!(r.repaired.contains(&format!("sysctl {br_key}=1")), "{r:?}");
+}
+
+#[tokio::test]
+async fn the_ra_daemon_is_repaired_reconfigured_and_stopped_with_its_router() {
+    let (fake, agent) = agent();
+    let mut spec = sample_v6();
+    let router = spec.routers[0].id;
+    agent.converge(&spec).await;
+    let first = ra_daemon(&fake).unwrap();
+
+    // Killed: started again, with the same configuration.
+    fake.crash_daemon(first.pid);
+    let r = agent.converge(&spec).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(
+        r.repaired
+            .contains(&format!("router advertisements {router} (restarted)")),
+        "{r:?}"
+    );
+    let second = ra_daemon(&fake).unwrap();
+    assert_ne!(second.pid, first.pid);
+
+    // An interface goes: a new configuration, a restarted daemon.
+    spec.routers[0].interfaces.retain(|i| i.port_id != id(108));
+    let r = agent.converge(&spec).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(
+        r.repaired.contains(&format!(
+            "router advertisements {router} (restarted with a new configuration)"
+        )),
+        "{r:?}"
+    );
+    let third = ra_daemon(&fake).unwrap();
+    assert_ne!(third.pid, second.pid);
+    assert_eq!(
+        fake.daemons()
+            .iter()
+            .filter(|d| d.pid == second.pid)
+            .count(),
+        0
+    );
+    let conf = ra_conf(&fake).unwrap();
+    assert!(
+        !conf.contains(&qr(108)) && conf.contains(&qr(107)),
+        "{conf}"
+    );
+    assert!(agent.converge(&spec).await.is_noop());
+
+    // No subnet left to advertise: the daemon and its files go, the router stays.
+    spec.networks[0].subnets[1].ipv6_ra_mode = None;
+    let r = agent.converge(&spec).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(
+        r.removed
+            .contains(&format!("router advertisements {router}")),
+        "{r:?}"
+    );
+    assert!(ra_daemon(&fake).is_none());
+    assert_eq!(ra_conf(&fake), None);
+    assert!(fake
+        .namespaces()
+        .await
+        .unwrap()
+        .contains(&names::router_namespace(&router)));
+
+    // Back, then the router goes: nothing of it is left.
+    let spec = sample_v6();
+    agent.converge(&spec).await;
+    assert!(ra_daemon(&fake).is_some());
+    let mut gone = spec.clone();
+    gone.routers.clear();
+    let r = agent.converge(&gone).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(ra_daemon(&fake).is_none());
+    assert_eq!(ra_conf(&fake), None);
+    assert!(fake
+        .list_dir(Path::new("/state/ra"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(!fake
+        .namespaces()
+        .await
+        .unwrap()
+        .contains(&names::router_namespace(&router)));
+}
+
+/// A namespace deleted by hand leaves its daemons running in the deleted
+/// namespace: when the pass makes the namespace again, they are restarted
+/// in the new one.
+#[tokio::test]
+async fn daemons_of_a_namespace_deleted_by_hand_are_restarted_in_the_new_one() {
+    let (fake, agent) = agent();
+    let spec = sample_v6();
+    let router = spec.routers[0].id;
+    agent.converge(&spec).await;
+    let before = ra_daemon(&fake).unwrap();
+    fake.delete_namespace(&names::router_namespace(&router))
+        .await
+        .unwrap();
+    let r = agent.converge(&spec).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(
+        r.repaired.contains(&format!(
+            "router advertisements {router} (restarted in its new namespace)"
+        )),
+        "{r:?}"
+    );
+    let after = ra_daemon(&fake).unwrap();
+    assert_ne!(after.pid, before.pid);
+    assert!(fake.daemons().iter().all(|d| d.pid != before.pid));
+    assert!(agent.converge(&spec).await.is_noop());
+}
+
+#[tokio::test]
+async fn a_prefix_dnsmasq_cannot_advertise_is_reported() {
+    let (fake, agent) = agent();
+    let mut spec = sample_v6();
+    spec.networks[0].subnets[1].cidr = "fd00:1::/80".into();
+    spec.routers[0].interfaces[1].cidr = "fd00:1::/80".into();
+    let r = agent.converge(&spec).await;
+    assert!(
+        r.errors
+            .iter()
+            .any(|e| e.contains("fd00:1::/80") && e.contains("/64")),
+        "{:?}",
+        r.errors
+    );
+    // The other interfaces are still advertised.
+    let conf = ra_conf(&fake).unwrap();
+    assert!(
+        conf.contains(&qr(108)) && !conf.contains(&qr(107)),
+        "{conf}"
+    );
+}
+
+/// Guests never advertise a router: their RAs are dropped by their port's
+/// anti-spoofing chain, whatever their source.
+#[tokio::test]
+async fn router_advertisements_from_guests_are_dropped() {
+    let (fake, agent) = agent();
+    let spec = sample_v6();
+    agent.converge(&spec).await;
+    for p in spec.networks[0].ports.iter().filter(|p| p.tap.is_some()) {
+        let chain = format!("spoof-{}", p.tap.as_deref().unwrap());
+        let rules = fake.nft_rules(None, "bridge", &table(), &chain).unwrap();
+        let drops_ra = rules.iter().any(|r| {
+            let text = r.to_string();
+            text.contains("\"nd-router-advert\"") && text.contains("\"drop\"")
+        });
+        assert!(drops_ra, "{chain}: {rules:?}");
+    }
 }

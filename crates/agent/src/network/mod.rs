@@ -13,13 +13,16 @@
 //! Order matters and is fixed: stale daemons and namespaces go first (so
 //! their veths vanish), then the root namespace's sysctls and filtering
 //! tables (before any tap is plugged), root links, namespaces with their
-//! veths, addresses, routes and NAT, and last dnsmasq and the metadata
-//! proxies (which need their interfaces). Design notes:
-//! docs/design/0011-datapath.md.
+//! veths, addresses, routes and NAT, and last the daemons, which need their
+//! interfaces: dnsmasq for DHCP, dnsmasq for IPv6 router advertisements
+//! ([`ra`]) and the metadata proxies. A daemon found alive in a namespace
+//! this pass had to make again runs in the old, deleted one, and is
+//! restarted. Design notes: docs/design/0011-datapath.md.
 
 mod dhcp;
 mod firewall;
 pub mod names;
+mod ra;
 mod router;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -122,6 +125,7 @@ impl NetworkAgent {
             report: ApplyReport::default(),
             owned: BTreeSet::new(),
             owned_changed: false,
+            fresh_namespaces: BTreeSet::new(),
         };
         run.report.errors.extend(plan.errors.iter().cloned());
         run.load_owned().await;
@@ -132,6 +136,7 @@ impl NetworkAgent {
         run.namespaces(&plan).await;
         run.teardown_root_links(&plan).await;
         run.dhcp(&plan).await;
+        run.router_advertisements(&plan).await;
         run.proxies(&plan).await;
         run.save_owned().await;
         let report = run.report;
@@ -174,6 +179,9 @@ impl NetworkAgent {
             out.push((format!("dhcp-{net}.conf"), d.conf.clone()));
             out.push((format!("dhcp-{net}.hosts"), d.hosts.clone()));
             out.push((format!("dhcp-{net}.opts"), d.opts.clone()));
+        }
+        for (router, r) in &plan.ra {
+            out.push((format!("ra-{router}.conf"), r.conf.clone()));
         }
         for (key, p) in &plan.proxies {
             out.push((format!("metadata-{key}.args"), p.argv.join("\n") + "\n"));
@@ -228,6 +236,14 @@ struct DhcpPlan {
     opts: String,
 }
 
+/// The router advertisement daemon of a router namespace.
+#[derive(Debug, Clone)]
+struct RaPlan {
+    ns: String,
+    dir: PathBuf,
+    conf: String,
+}
+
 #[derive(Debug, Clone)]
 struct ProxyPlan {
     ns: String,
@@ -246,6 +262,8 @@ struct Plan {
     namespaces: BTreeMap<String, NsPlan>,
     root_tables: Vec<TableBuilder>,
     dhcp: BTreeMap<String, DhcpPlan>,
+    /// Router id -> its RA daemon.
+    ra: BTreeMap<String, RaPlan>,
     proxies: BTreeMap<String, ProxyPlan>,
     /// Inconsistencies in the spec itself.
     errors: Vec<String>,
@@ -363,6 +381,7 @@ impl Plan {
                 router: true,
                 ..NsPlan::default()
             };
+            let mut ra_subnets = vec![];
             for i in &r.interfaces {
                 let Some(n) = nets.get(&i.network_id.to_string()) else {
                     plan.errors.push(format!(
@@ -378,14 +397,35 @@ impl Plan {
                     ));
                     continue;
                 };
-                np.veths.push(VethPlan {
-                    root: names::router_port_root(&i.port_id),
-                    inner: names::router_port_inner(&i.port_id),
-                    bridge: bridge_name(n),
-                    mtu: n.mtu,
-                    mac: i.mac.to_lowercase(),
-                    addrs: vec![format!("{}/{len}", i.ip)],
-                });
+                let inner = names::router_port_inner(&i.port_id);
+                let addr = format!("{}/{len}", i.ip);
+                // A port with several fixed IPs is one interface with several addresses.
+                match np.veths.iter_mut().find(|v| v.inner == inner) {
+                    Some(v) => v.addrs.push(addr),
+                    None => np.veths.push(VethPlan {
+                        root: names::router_port_root(&i.port_id),
+                        inner: inner.clone(),
+                        bridge: bridge_name(n),
+                        mtu: n.mtu,
+                        mac: i.mac.to_lowercase(),
+                        addrs: vec![addr],
+                    }),
+                }
+                // CIDRs of one network never overlap: the CIDR names the subnet.
+                if let Some(s) = n.subnets.iter().find(|s| s.cidr == i.cidr) {
+                    match ra::advertised(s) {
+                        Ok(true) if i.ip.is_ipv6() => ra_subnets.push(ra::RaSubnet {
+                            dev: inner,
+                            mtu: n.mtu,
+                            subnet: s,
+                        }),
+                        Ok(_) => {}
+                        Err(e) => plan.errors.push(format!(
+                            "router {}: interface {}: no router advertisements: {e}",
+                            r.id, i.port_id
+                        )),
+                    }
+                }
                 if spec.metadata_upstream.is_some() && i.ip.is_ipv4() {
                     let key = format!("{ns}-{}", i.port_id);
                     let (k, p) = proxy(
@@ -430,6 +470,16 @@ impl Plan {
             np.routes.sort();
             np.routes.dedup();
             np.nat = Some(router::nat_table(r, spec.metadata_upstream.is_some()));
+            if let Some(conf) = ra::conf(&r.id.to_string(), &ra_subnets) {
+                plan.ra.insert(
+                    r.id.to_string(),
+                    RaPlan {
+                        ns: ns.clone(),
+                        dir: cfg.state_dir.join("ra").join(r.id.to_string()),
+                        conf,
+                    },
+                );
+            }
             plan.namespaces.insert(ns, np);
         }
         if !firewall::filtered_ports(spec).is_empty() {
@@ -490,6 +540,9 @@ struct Run<'a> {
     /// the same machine must keep its bridges, taps and namespaces.
     owned: BTreeSet<String>,
     owned_changed: bool,
+    /// Namespaces this pass created: a daemon still alive "in" one of them
+    /// runs in the deleted namespace that had its name.
+    fresh_namespaces: BTreeSet<String>,
 }
 
 impl Run<'_> {
@@ -562,6 +615,23 @@ impl Run<'_> {
         }
     }
 
+    /// Makes a sysctl hold `value`; a change to an object not `fresh` (just
+    /// made) is a repair.
+    async fn ensure_sysctl(&mut self, ns: Ns<'_>, key: &str, value: &str, fresh: bool) {
+        if matches!(self.dp.sysctl(ns, key).await, Ok(v) if v == value) {
+            return;
+        }
+        let within = ns.map(|n| format!(" in {n}")).unwrap_or_default();
+        match self.dp.set_sysctl(ns, key, value).await {
+            Ok(()) if !fresh => self
+                .report
+                .repaired
+                .push(format!("sysctl {key}={value}{within}")),
+            Ok(()) => {}
+            Err(e) => self.error(format!("sysctl {key}{within}"), e),
+        }
+    }
+
     async fn stop_daemon(&mut self, pidfile: &Path) -> Result<(), HostError> {
         let Some(pid) = self.dp.daemon(pidfile).await? else {
             return Ok(());
@@ -588,6 +658,11 @@ impl Run<'_> {
                 "dhcp",
                 plan.dhcp.keys().cloned().collect::<BTreeSet<_>>(),
                 "dnsmasq",
+            ),
+            (
+                "ra",
+                plan.ra.keys().cloned().collect(),
+                "router advertisements",
             ),
             (
                 "metadata",
@@ -771,6 +846,13 @@ impl Run<'_> {
                     }
                 },
             }
+            // The host is no member of a tenant network: its bridge takes no
+            // IPv6 address, and no router advertisement configures the host
+            // (Neutron's Linux bridge agent does the same).
+            if name.starts_with("oxbr-") {
+                let key = format!("net.ipv6.conf.{name}.disable_ipv6");
+                self.ensure_sysctl(None, &key, "1", fresh).await;
+            }
             let change = link_change(current.filter(|_| !fresh), None, *mtu, None);
             self.fix_link(None, name, change, fresh, "bridge").await;
         }
@@ -914,7 +996,10 @@ impl Run<'_> {
             self.own(names::owned_namespace(ns), fresh).await;
             if fresh {
                 match self.dp.add_namespace(ns).await {
-                    Ok(()) => self.report.created.push(format!("namespace {ns}")),
+                    Ok(()) => {
+                        self.report.created.push(format!("namespace {ns}"));
+                        self.fresh_namespaces.insert(ns.clone());
+                    }
                     Err(e) if e.is_exists() => {}
                     Err(e) => {
                         self.error(format!("namespace {ns}"), e);
@@ -979,6 +1064,12 @@ impl Run<'_> {
                 bucket.push(format!("veth {} into {ns}", v.root));
             }
             let (r, i) = if fresh { (None, None) } else { (r, i) };
+            // Set while the interface is still down: our namespaces take no
+            // address nor route from router advertisements (a DHCP namespace
+            // would configure itself from its network's router, and the
+            // address the kernel adds would flap with the plan's).
+            let key = format!("net.ipv6.conf.{}.accept_ra", v.inner);
+            self.ensure_sysctl(Some(ns), &key, "0", fresh).await;
             self.fix_link(
                 None,
                 &v.root,
@@ -1009,17 +1100,10 @@ impl Run<'_> {
             }
         }
         if np.router {
+            // IPv6 `all.forwarding` also sets `default` and every interface,
+            // so a router answers neighbour solicitations as a router.
             for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
-                match self.dp.sysctl(Some(ns), key).await {
-                    Ok(v) if v == "1" => {}
-                    _ => match self.dp.set_sysctl(Some(ns), key, "1").await {
-                        Ok(()) if !fresh_ns => {
-                            self.report.repaired.push(format!("sysctl {key}=1 in {ns}"))
-                        }
-                        Ok(()) => {}
-                        Err(e) => self.error(format!("sysctl {key} in {ns}"), e),
-                    },
-                }
+                self.ensure_sysctl(Some(ns), key, "1", fresh_ns).await;
             }
         }
         self.routes(ns, np).await;
@@ -1145,6 +1229,37 @@ impl Run<'_> {
         }
     }
 
+    /// Router advertisements: like DHCP's dnsmasq, but one file, whose
+    /// change restarts the daemon.
+    async fn router_advertisements(&mut self, plan: &Plan) {
+        for (router, r) in &plan.ra {
+            let what = format!("router advertisements {router}");
+            let conf_path = r.dir.join("dnsmasq.conf");
+            let changed = match self.write_if_changed(&conf_path, &r.conf).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.error(&what, e);
+                    continue;
+                }
+            };
+            let pidfile = r.dir.join("pid");
+            let argv = vec![
+                self.cfg.dnsmasq.clone(),
+                format!("--conf-file={}", conf_path.display()),
+                format!("--pid-file={}", pidfile.display()),
+            ];
+            let running = match self.dp.daemon(&pidfile).await {
+                Ok(p) => p,
+                Err(e) => {
+                    self.error(&what, e);
+                    continue;
+                }
+            };
+            self.daemon(&what, &r.ns, &argv, &pidfile, running, changed, false)
+                .await;
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn daemon(
         &mut self,
@@ -1156,21 +1271,24 @@ impl Run<'_> {
         restart: bool,
         reload: bool,
     ) {
+        let moved = running.is_some() && self.fresh_namespaces.contains(ns);
         match running {
             None => match self.dp.spawn_daemon(Some(ns), argv, pidfile).await {
                 Ok(_) if restart => self.report.created.push(what.to_string()),
                 Ok(_) => self.report.repaired.push(format!("{what} (restarted)")),
                 Err(e) => self.error(what, e),
             },
-            Some(_) if restart => {
+            Some(_) if restart || moved => {
                 if let Err(e) = self.stop_daemon(pidfile).await {
                     return self.error(what, e);
                 }
+                let why = if moved {
+                    "restarted in its new namespace"
+                } else {
+                    "restarted with a new configuration"
+                };
                 match self.dp.spawn_daemon(Some(ns), argv, pidfile).await {
-                    Ok(_) => self
-                        .report
-                        .repaired
-                        .push(format!("{what} (restarted with a new configuration)")),
+                    Ok(_) => self.report.repaired.push(format!("{what} ({why})")),
                     Err(e) => self.error(what, e),
                 }
             }
