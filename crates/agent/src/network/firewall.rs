@@ -386,16 +386,18 @@ pub fn inet_table(spec: &HostNetworkSpec, name: &str) -> TableBuilder {
                 .collect(),
             )
         };
-        // Egress: DHCP and neighbour discovery as Neutron allows them, then state.
-        t.rule(
-            &egress,
-            vec![
-                nft::eq(nft::meta(Key::L4proto), nft::s("udp")),
-                nft::eq(nft::field("udp", "sport"), nft::n(68)),
-                nft::eq(nft::field("udp", "dport"), nft::n(67)),
-                nft::ret(),
-            ],
-        );
+        // Egress: DHCP, DHCPv6 and neighbour discovery as Neutron allows them, then state.
+        for (sport, dport) in [(68, 67), (546, 547)] {
+            t.rule(
+                &egress,
+                vec![
+                    nft::eq(nft::meta(Key::L4proto), nft::s("udp")),
+                    nft::eq(nft::field("udp", "sport"), nft::n(sport)),
+                    nft::eq(nft::field("udp", "dport"), nft::n(dport)),
+                    nft::ret(),
+                ],
+            );
+        }
         t.rule(
             &egress,
             vec![nft::eq(nft::field("icmpv6", "type"), nd()), nft::ret()],
@@ -414,16 +416,18 @@ pub fn inet_table(spec: &HostNetworkSpec, name: &str) -> TableBuilder {
                 nft::ret(),
             ],
         );
-        // Ingress: DHCP replies and neighbour discovery, then state.
-        t.rule(
-            &ingress,
-            vec![
-                nft::eq(nft::meta(Key::L4proto), nft::s("udp")),
-                nft::eq(nft::field("udp", "sport"), nft::n(67)),
-                nft::eq(nft::field("udp", "dport"), nft::n(68)),
-                nft::accept(),
-            ],
-        );
+        // Ingress: DHCP and DHCPv6 replies and neighbour discovery, then state.
+        for (sport, dport) in [(67, 68), (547, 546)] {
+            t.rule(
+                &ingress,
+                vec![
+                    nft::eq(nft::meta(Key::L4proto), nft::s("udp")),
+                    nft::eq(nft::field("udp", "sport"), nft::n(sport)),
+                    nft::eq(nft::field("udp", "dport"), nft::n(dport)),
+                    nft::accept(),
+                ],
+            );
+        }
         let nd_in = nft::set(
             [
                 "nd-router-advert",
