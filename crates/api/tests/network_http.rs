@@ -718,3 +718,185 @@ async fn bulk_creates_and_ip_substring_filters_over_http() {
     assert!(aliases.contains(&"ip-substring-filtering"));
     assert!(aliases.contains(&"subnet-external-network"));
 }
+
+/// What Tempest's tier-2 network tests see: an external network goes with
+/// its unassociated floating IPs, SLAAC ports carry their EUI-64 address,
+/// a router refuses overlapping subnets, and `default` stays the default
+/// group's name.
+#[tokio::test]
+async fn neutron_rules_tempest_checks_over_http() {
+    let h = harness().await;
+    let m = caller(ProjectId::new(), &["member", "reader"]);
+    let a = caller(ProjectId::new(), &["admin", "member", "reader"]);
+    let id = |v: &Value, kind: &str| v[kind]["id"].as_str().unwrap().to_string();
+
+    // External network with a floating IP: deleted together.
+    let (_, v) = h
+        .call(
+            Some(&a),
+            "POST",
+            "/v2.0/networks",
+            Some(json!({"network": {"router:external": true}})),
+        )
+        .await;
+    let ext = id(&v, "network");
+    let (s, v) = h
+        .call(
+            Some(&a),
+            "POST",
+            "/v2.0/subnets",
+            Some(json!({"subnet": {"network_id": ext, "ip_version": 4,
+            "cidr": "172.25.0.0/24", "enable_dhcp": false}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = h
+        .call(
+            Some(&a),
+            "POST",
+            "/v2.0/floatingips",
+            Some(json!({"floatingip": {"floating_network_id": ext}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let fip = id(&v, "floatingip");
+    let (s, v) = h
+        .call(Some(&a), "DELETE", &format!("/v2.0/networks/{ext}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (s, _) = h
+        .call(Some(&a), "GET", &format!("/v2.0/floatingips/{fip}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // A SLAAC subnet: the port's address is its EUI-64 one.
+    let (_, v) = h
+        .call(
+            Some(&m),
+            "POST",
+            "/v2.0/networks",
+            Some(json!({"network": {"name": "v6"}})),
+        )
+        .await;
+    let n6 = id(&v, "network");
+    let (s, v) = h
+        .call(
+            Some(&m),
+            "POST",
+            "/v2.0/subnets",
+            Some(json!({"subnet": {"network_id": n6, "ip_version": 6,
+            "cidr": "2001:db8::/64", "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let slaac = id(&v, "subnet");
+    let (s, v) = h
+        .call(
+            Some(&m),
+            "POST",
+            "/v2.0/ports",
+            Some(json!({"port": {"network_id": n6, "mac_address": "fa:16:3e:b5:68:45"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        v["port"]["fixed_ips"],
+        json!([{"subnet_id": slaac, "ip_address": "2001:db8::f816:3eff:feb5:6845"}])
+    );
+    let (s, v) = h
+        .call(
+            Some(&m),
+            "POST",
+            "/v2.0/ports",
+            Some(json!({"port": {"network_id": n6,
+            "fixed_ips": [{"subnet_id": slaac, "ip_address": "2001:db8::10"}]}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(error_type(&v), "AllocationOnAutoAddressSubnet");
+
+    // Two networks with the same CIDR on one router.
+    let mut subnets = Vec::new();
+    for _ in 0..2 {
+        let (_, v) = h
+            .call(
+                Some(&m),
+                "POST",
+                "/v2.0/networks",
+                Some(json!({"network": {"name": "n"}})),
+            )
+            .await;
+        let nid = id(&v, "network");
+        let (_, v) = h
+            .call(
+                Some(&m),
+                "POST",
+                "/v2.0/subnets",
+                Some(json!({"subnet": {"network_id": nid, "ip_version": 4,
+                "cidr": "10.100.0.0/28"}})),
+            )
+            .await;
+        subnets.push(id(&v, "subnet"));
+    }
+    let (_, v) = h
+        .call(
+            Some(&m),
+            "POST",
+            "/v2.0/routers",
+            Some(json!({"router": {"name": "r"}})),
+        )
+        .await;
+    let rid = id(&v, "router");
+    let add = format!("/v2.0/routers/{rid}/add_router_interface");
+    let (s, v) = h
+        .call(
+            Some(&m),
+            "PUT",
+            &add,
+            Some(json!({"subnet_id": subnets[0]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = h
+        .call(
+            Some(&m),
+            "PUT",
+            &add,
+            Some(json!({"subnet_id": subnets[1]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(error_type(&v), "BadRequest");
+    assert_eq!(
+        v["NeutronError"]["message"],
+        format!(
+            "Bad router request: Cidr 10.100.0.0/28 of subnet {} overlaps with cidr 10.100.0.0/28 of subnet {}.",
+            subnets[1], subnets[0]
+        )
+    );
+
+    // Renaming a group to `default`.
+    let (_, v) = h
+        .call(
+            Some(&m),
+            "POST",
+            "/v2.0/security-groups",
+            Some(json!({"security_group": {"name": "web"}})),
+        )
+        .await;
+    let sg = id(&v, "security_group");
+    let (s, v) = h
+        .call(
+            Some(&m),
+            "PUT",
+            &format!("/v2.0/security-groups/{sg}"),
+            Some(json!({"security_group": {"name": "default"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(error_type(&v), "SecurityGroupDefaultAlreadyExists");
+    assert_eq!(
+        v["NeutronError"]["message"],
+        "Default security group already exists."
+    );
+}

@@ -1,9 +1,16 @@
 //! IP address management: CIDR validation, default gateway and allocation
-//! pools, pool validation, and choosing the next free address.
+//! pools, pool validation, choosing the next free address, and the
+//! EUI-64 addresses of auto-address IPv6 subnets.
 //!
 //! Rules follow Neutron's: an IPv4 subnet's pools never include its network
 //! and broadcast addresses; the gateway (first address by default) is never
-//! in a pool; pools must lie inside the CIDR and must not overlap.
+//! in a pool; pools must lie inside the CIDR and must not overlap. On a
+//! subnet whose addresses are SLAAC or DHCPv6-stateless
+//! ([`is_auto_address`]) a port's address is not drawn from the pools: it
+//! is the subnet's prefix with the port's modified EUI-64 interface
+//! identifier ([`eui64_address`]), the address the guest configures by
+//! itself from the router advertisement. Router interfaces are the
+//! exception: they hold the gateway or a pool address.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -207,6 +214,89 @@ pub fn pick_free(subnet: &Subnet, used: &HashSet<IpAddr>) -> AppResult<IpAddr> {
     Err(exhausted(&subnet.network_id))
 }
 
+/// Whether ports get the subnet's addresses without asking for them
+/// (SLAAC or DHCPv6-stateless, by either mode), as Neutron's
+/// `is_auto_address_subnet` has it.
+pub fn is_auto_address(s: &Subnet) -> bool {
+    const AUTO: &[&str] = &["slaac", "dhcpv6-stateless"];
+    [&s.ipv6_address_mode, &s.ipv6_ra_mode]
+        .into_iter()
+        .flatten()
+        .any(|m| AUTO.contains(&m.as_str()))
+}
+
+/// The address `mac` takes by SLAAC in `net`: the prefix plus the modified
+/// EUI-64 interface identifier (RFC 4291 appendix A: `ff:fe` in the middle
+/// of the MAC, the universal/local bit flipped). `None` for an IPv4 net, a
+/// malformed MAC, or an address that would fall outside `net`.
+pub fn eui64_address(net: &IpNet, mac: &str) -> Option<IpAddr> {
+    let IpNet::V6(n) = net else { return None };
+    let bytes: Vec<u8> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let [a, b, c, d, e, f] = <[u8; 6]>::try_from(bytes).ok()?;
+    let iid = u64::from_be_bytes([a ^ 0x02, b, c, 0xff, 0xfe, d, e, f]);
+    let ip = std::net::Ipv6Addr::from(u128::from(n.network()).checked_add(u128::from(iid))?);
+    n.contains(&ip).then_some(IpAddr::V6(ip))
+}
+
+/// Neutron's router-interface owners (`ROUTER_INTERFACE_OWNERS_SNAT`):
+/// their ports take the subnet's gateway or a pool address, never an
+/// EUI-64 one.
+pub fn is_router_interface_owner(owner: &str) -> bool {
+    matches!(
+        owner,
+        "network:router_interface"
+            | "network:router_interface_distributed"
+            | "network:ha_router_replicated_interface"
+            | "network:router_centralized_snat"
+    )
+}
+
+/// Whether a port of `owner` gets its address on `s` from its MAC.
+pub fn takes_eui64(s: &Subnet, owner: &str) -> bool {
+    is_auto_address(s) && !is_router_interface_owner(owner)
+}
+
+/// The port's EUI-64 address on an auto-address subnet, for a port that
+/// takes one.
+pub fn port_eui64(s: &Subnet, mac: &str) -> AppResult<IpAddr> {
+    s.cidr
+        .parse::<IpNet>()
+        .ok()
+        .and_then(|n| eui64_address(&n, mac))
+        .ok_or_else(|| {
+            AppError::bad_request(format!(
+                "Invalid input for operation: Unable to compute an EUI-64 address on subnet {} for MAC {mac}.",
+                s.id
+            ))
+            .with_code("InvalidInput")
+        })
+}
+
+/// Chooses a port's address on a subnet it names without an address: its
+/// EUI-64 one on an auto-address subnet (unless a router interface), else
+/// what `pool` picks.
+pub fn pick_for_port<'a>(
+    mac: &'a str,
+    owner: &'a str,
+    pool: oxistack_store::network::PickIp<'a>,
+) -> impl Fn(&Subnet, &HashSet<IpAddr>) -> AppResult<IpAddr> + Sync + 'a {
+    move |s, used| {
+        if takes_eui64(s, owner) {
+            let ip = port_eui64(s, mac)?;
+            if used.contains(&ip) {
+                return Err(oxistack_store::network::ip_in_use(&ip, &s.id));
+            }
+            Ok(ip)
+        } else {
+            pool(s, used)
+        }
+    }
+}
+
 pub fn exhausted(network: &NetworkId) -> AppError {
     AppError::conflict(format!(
         "No more IP addresses available on network {network}."
@@ -281,6 +371,25 @@ mod tests {
         assert_eq!(e.code, Some("InvalidAllocationPool"));
         let e = validate_pools(&n, &[p("10.0.0.1", "10.0.0.9")], gw).unwrap_err();
         assert_eq!(e.status(), 409);
+    }
+
+    #[test]
+    fn eui64_from_mac() {
+        let n: IpNet = "2001:db8::/64".parse().unwrap();
+        // The address netaddr/oslo's get_ipv6_addr_by_EUI64 gives.
+        assert_eq!(
+            eui64_address(&n, "fa:16:3e:b5:68:45"),
+            Some(ip("2001:db8::f816:3eff:feb5:6845"))
+        );
+        // The universal/local bit is flipped both ways.
+        assert_eq!(
+            eui64_address(&n, "02:00:00:00:00:01"),
+            Some(ip("2001:db8::ff:fe00:1"))
+        );
+        assert_eq!(eui64_address(&n, "not-a-mac"), None);
+        assert_eq!(eui64_address(&n, "fa:16:3e:b5:68"), None);
+        let v4: IpNet = "10.0.0.0/24".parse().unwrap();
+        assert_eq!(eui64_address(&v4, "fa:16:3e:b5:68:45"), None);
     }
 
     #[test]

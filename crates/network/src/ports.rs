@@ -10,7 +10,7 @@ use oxistack_model::{
     SubnetId,
 };
 use oxistack_store::network::{
-    AddressPairRec, Counted, IpRequest, NetworkRec, Port, PortWrite, Subnet,
+    AddressPairRec, Counted, FixedIpRec, IpRequest, NetworkRec, Port, PortWrite, Subnet,
 };
 use rand::Rng;
 use serde::Deserialize;
@@ -142,6 +142,57 @@ fn check_pairs(pairs: &[AddressPairRequest], port_mac: &str) -> AppResult<Vec<Ad
     Ok(out)
 }
 
+/// Neutron's IPAM rules for auto-address subnets (SLAAC and
+/// DHCPv6-stateless), applied to a port's address requests: a port that
+/// is not a router interface holds its EUI-64 address on every such subnet
+/// of its network, whether it named the subnet or not, and may name no
+/// other address there (`AllocationOnAutoAddressSubnet`), unless it holds
+/// that address already (`held`). Router interfaces' requests are kept as
+/// they are: they take the gateway or a pool address.
+pub(crate) fn with_auto_addresses(
+    subnets: &[Subnet],
+    reqs: &[IpRequest],
+    mac: &str,
+    owner: &str,
+    held: &[FixedIpRec],
+) -> AppResult<Vec<IpRequest>> {
+    let auto: Vec<&Subnet> = subnets
+        .iter()
+        .filter(|s| ipam::takes_eui64(s, owner))
+        .collect();
+    let mut out: Vec<IpRequest> = Vec::with_capacity(reqs.len() + auto.len());
+    for r in reqs {
+        let Some(s) = auto.iter().find(|s| s.id == r.subnet_id) else {
+            out.push(r.clone());
+            continue;
+        };
+        // A bare subnet entry is the automatic address, asked for below.
+        let Some(ip) = r.ip else { continue };
+        let holds = held
+            .iter()
+            .any(|h| h.subnet_id == s.id && h.ip_address == ip);
+        if !holds && ip != ipam::port_eui64(s, mac)? {
+            return Err(AppError::bad_request(format!(
+                "IPv6 address {ip} cannot be directly assigned to a port on subnet {} as the subnet is configured for automatic addresses",
+                s.id
+            ))
+            .with_code("AllocationOnAutoAddressSubnet"));
+        }
+        if !out.contains(r) {
+            out.push(r.clone());
+        }
+    }
+    for s in auto {
+        if !out.iter().any(|r| r.subnet_id == s.id) {
+            out.push(IpRequest {
+                subnet_id: s.id,
+                ip: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
 impl Network {
     /// A fresh port record on `net`, without addresses.
     pub(crate) fn new_port_record(&self, net: &NetworkRec, project: ProjectId) -> Port {
@@ -174,18 +225,34 @@ impl Network {
     }
 
     /// Inserts a port; a generated MAC that collides is drawn again.
+    ///
+    /// The address requests are completed for the port's MAC and owner
+    /// ([`with_auto_addresses`]): on each auto-address subnet of the
+    /// network the port gets its EUI-64 address, and `w.pick` only chooses
+    /// on the other subnets.
     pub(crate) async fn insert_port_with_mac(
         &self,
         p: &mut Port,
         w: PortWrite<'_>,
     ) -> AppResult<()> {
+        let subnets = match w.ips {
+            Some(_) => self.store.subnets_of_network(&p.network_id).await?,
+            None => Vec::new(),
+        };
         let mut attempts = 0;
         loop {
+            let mac = p.mac_address.clone();
+            let owner = p.device_owner.clone();
+            let reqs = match w.ips {
+                Some(r) => Some(with_auto_addresses(&subnets, r, &mac, &owner, &[])?),
+                None => None,
+            };
+            let pick = ipam::pick_for_port(&mac, &owner, w.pick);
             let w2 = PortWrite {
-                ips: w.ips,
+                ips: reqs.as_deref(),
                 security_groups: w.security_groups,
                 quota: w.quota,
-                pick: w.pick,
+                pick: &pick,
             };
             match self.store.port_insert(p, w2).await {
                 Ok(ips) => {
@@ -208,10 +275,49 @@ impl Network {
         }
     }
 
+    /// Writes a port's columns and, when `ips` is given, its addresses as
+    /// [`Network::insert_port_with_mac`] completes them. `held` is what the
+    /// port holds now (kept even where a new request would be refused).
+    pub(crate) async fn update_port_with_ips(
+        &self,
+        p: &Port,
+        ips: Option<&[IpRequest]>,
+        held: &[FixedIpRec],
+        security_groups: Option<&[SecurityGroupId]>,
+    ) -> AppResult<()> {
+        let reqs = match ips {
+            Some(r) => {
+                let subnets = self.store.subnets_of_network(&p.network_id).await?;
+                Some(with_auto_addresses(
+                    &subnets,
+                    r,
+                    &p.mac_address,
+                    &p.device_owner,
+                    held,
+                )?)
+            }
+            None => None,
+        };
+        let pick = ipam::pick_for_port(&p.mac_address, &p.device_owner, &ipam::pick_free);
+        self.store
+            .port_update(
+                p,
+                PortWrite {
+                    ips: reqs.as_deref(),
+                    security_groups,
+                    quota: None,
+                    pick: &pick,
+                },
+            )
+            .await
+    }
+
     /// Turns the API's `fixed_ips` into allocation requests, checking each
     /// subnet belongs to the network and each address to its subnet. No
-    /// request means one address from each IPv4 subnet and each IPv6
-    /// subnet that is not SLAAC-only (here: one per subnet).
+    /// request means, as Neutron has it, one address on the first IPv4
+    /// subnet, one on the first IPv6 subnet that hands addresses out
+    /// (stateful DHCPv6 or none), and the EUI-64 address on every
+    /// auto-address subnet.
     pub(crate) async fn ip_requests(
         &self,
         net: &NetworkRec,
@@ -219,22 +325,23 @@ impl Network {
     ) -> AppResult<Vec<IpRequest>> {
         let subnets = self.store.subnets_of_network(&net.id).await?;
         let Some(fixed) = fixed else {
-            // Neutron gives one address on the first IPv4 subnet and one on
-            // each IPv6 subnet.
-            let mut out = Vec::new();
-            if let Some(s) = subnets.iter().find(|s| s.ip_version == 4) {
-                out.push(IpRequest {
-                    subnet_id: s.id,
-                    ip: None,
-                });
-            }
-            for s in subnets.iter().filter(|s| s.ip_version == 6) {
-                out.push(IpRequest {
-                    subnet_id: s.id,
-                    ip: None,
-                });
-            }
-            return Ok(out);
+            let any = |s: &Subnet| IpRequest {
+                subnet_id: s.id,
+                ip: None,
+            };
+            let v4 = subnets.iter().find(|s| s.ip_version == 4);
+            let v6_stateful = subnets
+                .iter()
+                .find(|s| s.ip_version == 6 && !ipam::is_auto_address(s));
+            let v6_auto = subnets
+                .iter()
+                .filter(|s| s.ip_version == 6 && ipam::is_auto_address(s));
+            return Ok(v4
+                .into_iter()
+                .chain(v6_stateful)
+                .chain(v6_auto)
+                .map(any)
+                .collect());
         };
         let mut out = Vec::new();
         for f in fixed {
@@ -453,6 +560,7 @@ impl Network {
             return Err(policy_denied("update_port:binding:host_id"));
         }
         let net = self.store.network_get(Scope::All, &p.network_id).await?;
+        let old_mac = p.mac_address.clone();
         if let Some(v) = b.name {
             p.name = v;
         }
@@ -526,20 +634,47 @@ impl Network {
             )
             .with_code("AddressPairAndPortSecurityRequired"));
         }
-        let reqs = match &b.fixed_ips {
+        let mut held = p.fixed_ips.clone();
+        let mut reqs = match &b.fixed_ips {
             Some(f) => Some(self.ip_requests(&net, Some(f)).await?),
             None => None,
         };
-        self.store
-            .port_update(
-                &p,
-                PortWrite {
-                    ips: reqs.as_deref(),
-                    security_groups: groups.as_deref(),
-                    quota: None,
-                    pick: &ipam::pick_free,
-                },
-            )
+        if p.mac_address != old_mac {
+            // The EUI-64 addresses of the old MAC move to the new one's.
+            let subnets = self.store.subnets_of_network(&p.network_id).await?;
+            let old_eui64: Vec<FixedIpRec> = held
+                .iter()
+                .filter(|h| {
+                    subnets.iter().any(|s| {
+                        s.id == h.subnet_id
+                            && ipam::takes_eui64(s, &p.device_owner)
+                            && ipam::port_eui64(s, &old_mac).ok() == Some(h.ip_address)
+                    })
+                })
+                .cloned()
+                .collect();
+            if !old_eui64.is_empty() {
+                let mut r = reqs.unwrap_or_else(|| {
+                    held.iter()
+                        .map(|h| IpRequest {
+                            subnet_id: h.subnet_id,
+                            ip: Some(h.ip_address),
+                        })
+                        .collect()
+                });
+                for q in &mut r {
+                    if old_eui64
+                        .iter()
+                        .any(|o| Some(o.ip_address) == q.ip && o.subnet_id == q.subnet_id)
+                    {
+                        q.ip = None;
+                    }
+                }
+                held.retain(|h| !old_eui64.contains(h));
+                reqs = Some(r);
+            }
+        }
+        self.update_port_with_ips(&p, reqs.as_deref(), &held, groups.as_deref())
             .await?;
         self.kick();
         self.store.port_get(Scope::All, id).await

@@ -8,7 +8,7 @@ use oxistack_model::time::now;
 use oxistack_model::{
     AppError, AppResult, AuthContext, NetworkId, PortId, RouterId, Scope, SubnetId,
 };
-use oxistack_store::network::{Counted, HostRoute, IpRequest, Port, PortWrite, Router};
+use oxistack_store::network::{Counted, HostRoute, IpRequest, Port, PortWrite, Router, Subnet};
 use serde::{Deserialize, Serialize};
 
 use crate::ipam;
@@ -88,6 +88,24 @@ fn not_external(network: &str) -> AppError {
     .with_code("BadRequest")
 }
 
+/// Neutron's `BadRequest(resource='router')`.
+fn bad_router(msg: impl std::fmt::Display) -> AppError {
+    AppError::bad_request(format!("Bad router request: {msg}.")).with_code("BadRequest")
+}
+
+/// A subnet whose hosts take their addresses from another router's
+/// advertisements (an address mode without an RA mode) cannot be on one
+/// of ours, as Neutron's `_validate_subnet_address_mode` has it.
+fn check_address_mode(s: &Subnet) -> AppResult<()> {
+    if s.ip_version == 6 && s.ipv6_ra_mode.is_none() && s.ipv6_address_mode.is_some() {
+        return Err(bad_router(format!(
+            "IPv6 subnet {} configured to receive RAs from an external router cannot be added to Neutron Router",
+            s.id
+        )));
+    }
+    Ok(())
+}
+
 impl Network {
     async fn router_view(&self, r: Router) -> AppResult<RouterView> {
         let external_fixed_ips = match r.gw_port_id {
@@ -142,6 +160,31 @@ impl Network {
             }
             return Ok(());
         }
+        // The new gateway is checked before the current one goes.
+        let new_gateway = match &req {
+            None => None,
+            Some(g) => {
+                let nid: NetworkId = g
+                    .network_id
+                    .parse()
+                    .map_err(|_| crate::ports::bad_network_id(&g.network_id))?;
+                let net = self.store.network_get(read_scope(ctx)?, &nid).await?;
+                if !net.external {
+                    return Err(not_external(&g.network_id));
+                }
+                let reqs = self
+                    .ip_requests(&net, g.external_fixed_ips.as_deref())
+                    .await?;
+                if reqs.is_empty() {
+                    return Err(invalid(format!(
+                        "Network {nid} has no subnet for the router gateway."
+                    )));
+                }
+                let subnets = self.store.subnets_of_network(&nid).await?;
+                self.check_router_subnets(r, &subnets, false).await?;
+                Some((net, reqs))
+            }
+        };
         // Remove the current gateway; floating IPs using it block that.
         if let Some(old) = r.gw_port_id {
             let fips = self.store.floating_ip_list(Scope::All).await?;
@@ -157,26 +200,11 @@ impl Network {
             r.gw_port_id = None;
             r.gw_network_id = None;
         }
-        let Some(g) = req else {
+        let (Some(g), Some((net, reqs))) = (req, new_gateway) else {
             r.enable_snat = true;
             return Ok(());
         };
-        let nid: NetworkId = g
-            .network_id
-            .parse()
-            .map_err(|_| crate::ports::bad_network_id(&g.network_id))?;
-        let net = self.store.network_get(read_scope(ctx)?, &nid).await?;
-        if !net.external {
-            return Err(not_external(&g.network_id));
-        }
-        let reqs = self
-            .ip_requests(&net, g.external_fixed_ips.as_deref())
-            .await?;
-        if reqs.is_empty() {
-            return Err(invalid(format!(
-                "Network {nid} has no subnet for the router gateway."
-            )));
-        }
+        let nid = net.id;
         let mut p = self.new_port_record(&net, r.project_id);
         p.device_owner = OWNER_ROUTER_GATEWAY.into();
         p.device_id = r.id.to_string();
@@ -323,18 +351,55 @@ impl Network {
         Ok(())
     }
 
-    /// Subnets already on any router, with that router.
-    async fn routed_subnets(&self) -> AppResult<Vec<(SubnetId, String)>> {
-        let ports = self.store.port_list(Scope::All).await?;
-        Ok(ports
-            .iter()
-            .filter(|p| p.device_owner == OWNER_ROUTER_INTERFACE)
-            .flat_map(|p| {
-                p.fixed_ips
-                    .iter()
-                    .map(move |f| (f.subnet_id, p.device_id.clone()))
+    /// Neutron's `_check_for_dup_router_subnets`: a router holds at most
+    /// one port on a subnet, and no two of its subnets overlap. The
+    /// gateway counts with every subnet of its external network (unless
+    /// `with_gateway` is false: the gateway is being replaced).
+    async fn check_router_subnets(
+        &self,
+        r: &Router,
+        new: &[Subnet],
+        with_gateway: bool,
+    ) -> AppResult<()> {
+        let ports: Vec<Port> = self
+            .store
+            .ports_of_device(&r.id.to_string())
+            .await?
+            .into_iter()
+            .filter(|p| {
+                p.device_owner == OWNER_ROUTER_INTERFACE
+                    || (with_gateway && p.device_owner == OWNER_ROUTER_GATEWAY)
             })
-            .collect())
+            .collect();
+        let mut attached: Vec<Subnet> = Vec::new();
+        for p in &ports {
+            if let Some(f) = p
+                .fixed_ips
+                .iter()
+                .find(|f| new.iter().any(|s| s.id == f.subnet_id))
+            {
+                return Err(bad_router(format!(
+                    "Router already has a port on subnet {}",
+                    f.subnet_id
+                )));
+            }
+            for s in self.store.subnets_of_network(&p.network_id).await? {
+                let on_router = p.device_owner == OWNER_ROUTER_GATEWAY
+                    || p.fixed_ips.iter().any(|f| f.subnet_id == s.id);
+                if on_router && !attached.iter().any(|a| a.id == s.id) {
+                    attached.push(s);
+                }
+            }
+        }
+        for a in &attached {
+            if let Some(s) = new.iter().find(|s| ipam::overlaps(&a.cidr, &s.cidr)) {
+                return Err(bad_router(format!(
+                    "Cidr {} of subnet {} overlaps with cidr {} of subnet {}",
+                    s.cidr, s.id, a.cidr, a.id
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub async fn router_add_interface(
@@ -345,7 +410,6 @@ impl Network {
     ) -> AppResult<InterfaceInfo> {
         let r = self.store.router_get(read_scope(ctx)?, id).await?;
         require_owner(ctx, &r.project_id, "add_router_interface")?;
-        let routed = self.routed_subnets().await?;
         let port: Port = match (&b.subnet_id, &b.port_id) {
             (Some(_), Some(_)) => {
                 return Err(AppError::bad_request(
@@ -370,12 +434,6 @@ impl Network {
                     ))
                     .with_code("BadRequest")
                 })?;
-                if let Some((_, rid)) = routed.iter().find(|(s2, _)| *s2 == sid) {
-                    return Err(AppError::bad_request(format!(
-                        "Bad router request: Router {rid} already has a port on subnet {sid}."
-                    ))
-                    .with_code("BadRequest"));
-                }
                 let net = self.store.network_get(Scope::All, &s.network_id).await?;
                 if net.external {
                     return Err(AppError::bad_request(format!(
@@ -384,6 +442,9 @@ impl Network {
                     ))
                     .with_code("BadRequest"));
                 }
+                check_address_mode(&s)?;
+                self.check_router_subnets(&r, std::slice::from_ref(&s), true)
+                    .await?;
                 let mut p = self.new_port_record(&net, r.project_id);
                 p.device_owner = OWNER_ROUTER_INTERFACE.into();
                 p.device_id = r.id.to_string();
@@ -423,14 +484,19 @@ impl Network {
                     ))
                     .with_code("BadRequest"));
                 }
+                let mut subnets = Vec::new();
                 for f in &p.fixed_ips {
-                    if let Some((_, rid)) = routed.iter().find(|(s2, _)| *s2 == f.subnet_id) {
-                        return Err(AppError::bad_request(format!(
-                            "Bad router request: Router {rid} already has a port on subnet {}.",
-                            f.subnet_id
-                        ))
-                        .with_code("BadRequest"));
+                    let s = self.store.subnet_get(Scope::All, &f.subnet_id).await?;
+                    check_address_mode(&s)?;
+                    if !subnets.contains(&s) {
+                        subnets.push(s);
                     }
+                }
+                self.check_router_subnets(&r, &subnets, true).await?;
+                if subnets.iter().filter(|s| s.ip_version == 4).count() > 1 {
+                    return Err(bad_router(
+                        "Cannot have multiple IPv4 subnets on router port",
+                    ));
                 }
                 p.device_owner = OWNER_ROUTER_INTERFACE.into();
                 p.device_id = r.id.to_string();

@@ -166,6 +166,17 @@ fn check_ports(protocol: Option<&str>, min: Option<i64>, max: Option<i64>) -> Ap
     }
 }
 
+/// `default`, in any case, is the name of the group every project gets: no
+/// other group may take it, by create or by rename (Neutron's
+/// `name_not_default` validator, which answers before anything else).
+fn check_name_not_default(name: &str) -> AppResult<()> {
+    if name.eq_ignore_ascii_case("default") {
+        return Err(AppError::conflict("Default security group already exists.")
+            .with_code("SecurityGroupDefaultAlreadyExists"));
+    }
+    Ok(())
+}
+
 impl Network {
     fn default_rules(group: &SecurityGroupId, project: &ProjectId) -> Vec<SecurityGroupRule> {
         let t = now();
@@ -240,19 +251,14 @@ impl Network {
         ctx: &AuthContext,
         b: GroupCreate,
     ) -> AppResult<GroupView> {
+        let name = b.name.unwrap_or_default();
+        check_name_not_default(&name)?;
         let project = owner_for_create(
             ctx,
             b.project_id.as_deref(),
             b.tenant_id.as_deref(),
             "create_security_group",
         )?;
-        let name = b.name.unwrap_or_default();
-        if name == "default" {
-            // The default group exists (or is made now); another is refused.
-            self.ensure_default_group(&project).await?;
-            return Err(AppError::conflict("Default security group already exists.")
-                .with_code("SecurityGroupDefaultAlreadyExists"));
-        }
         if b.stateful == Some(false) {
             return Err(invalid("Stateless security groups are not supported."));
         }
@@ -313,10 +319,13 @@ impl Network {
         id: &SecurityGroupId,
         b: GroupUpdate,
     ) -> AppResult<GroupView> {
+        if let Some(n) = &b.name {
+            check_name_not_default(n)?;
+        }
         let mut g = self.store.security_group_get(read_scope(ctx)?, id).await?;
         require_owner(ctx, &g.project_id, "update_security_group")?;
         if let Some(n) = b.name {
-            if g.is_default && n != "default" {
+            if g.is_default {
                 return Err(
                     AppError::conflict("Updating default security group not allowed.")
                         .with_code("SecurityGroupCannotUpdateDefault"),

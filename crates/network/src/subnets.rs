@@ -161,6 +161,13 @@ impl Network {
                 )));
             }
         }
+        if (b.ipv6_ra_mode.is_some() || b.ipv6_address_mode.is_some())
+            && b.enable_dhcp == Some(false)
+        {
+            return Err(invalid(
+                "ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to False.",
+            ));
+        }
         let existing = self.store.subnets_of_network(&net.id).await?;
         if let Some(o) = existing.iter().find(|s| ipam::overlaps(&s.cidr, cidr)) {
             return Err(invalid(format!(
@@ -210,6 +217,11 @@ impl Network {
             created_at: t,
             updated_at: t,
         };
+        if is_auto_address(&s) && cn.prefix_len() != 64 {
+            return Err(invalid(format!(
+                "Invalid CIDR {cidr} for IPv6 address mode. OpenStack uses the EUI-64 address format, which requires the prefix to be /64."
+            )));
+        }
         self.store.subnet_insert(&s, quota).await?;
         if s.enable_dhcp {
             if let Err(e) = self.sync_dhcp_port(net).await {
@@ -218,8 +230,48 @@ impl Network {
                 tracing::warn!(subnet = %s.id, error = %e, "could not give the DHCP port an address");
             }
         }
+        if is_auto_address(&s) {
+            self.add_auto_addresses(&s).await?;
+        }
         self.kick();
         Ok(s)
+    }
+
+    /// Gives each port already on the network (router interfaces aside)
+    /// its EUI-64 address on a new auto-address subnet, as Neutron does.
+    /// A port that cannot take it (the address is someone else's) is left
+    /// without, and logged.
+    async fn add_auto_addresses(&self, s: &Subnet) -> AppResult<()> {
+        for p in self.store.ports_of_network(&s.network_id).await? {
+            if !ipam::takes_eui64(s, &p.device_owner)
+                || p.fixed_ips.iter().any(|f| f.subnet_id == s.id)
+            {
+                continue;
+            }
+            let mut reqs: Vec<IpRequest> = p
+                .fixed_ips
+                .iter()
+                .map(|f| IpRequest {
+                    subnet_id: f.subnet_id,
+                    ip: Some(f.ip_address),
+                })
+                .collect();
+            reqs.push(IpRequest {
+                subnet_id: s.id,
+                ip: None,
+            });
+            match self
+                .update_port_with_ips(&p, Some(&reqs), &p.fixed_ips, None)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if e.kind == oxistack_model::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(subnet = %s.id, port = %p.id, error = %e, "could not give a port its automatic address")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Keeps the network's DHCP port holding one address on each of its
@@ -250,15 +302,18 @@ impl Network {
                         }),
                     })
                     .collect();
-                let w = PortWrite {
-                    ips: Some(&reqs),
-                    security_groups: None,
-                    quota: None,
-                    pick: &ipam::pick_free,
-                };
                 match existing {
-                    Some(p) => self.store.port_update(&p, w).await,
+                    Some(p) => {
+                        self.update_port_with_ips(&p, Some(&reqs), &p.fixed_ips, None)
+                            .await
+                    }
                     None => {
+                        let w = PortWrite {
+                            ips: Some(&reqs),
+                            security_groups: None,
+                            quota: None,
+                            pick: &ipam::pick_free,
+                        };
                         let mut p = self.new_port_record(net, net.project_id);
                         p.device_owner = OWNER_DHCP.into();
                         p.device_id = format!("dhcp-{}", net.id);
@@ -381,13 +436,4 @@ impl Network {
     }
 }
 
-/// Whether ports get the subnet's addresses without asking for them
-/// (SLAAC or DHCPv6-stateless, by either mode), as Neutron's
-/// `is_auto_address_subnet` has it.
-pub fn is_auto_address(s: &Subnet) -> bool {
-    const AUTO: &[&str] = &["slaac", "dhcpv6-stateless"];
-    [&s.ipv6_address_mode, &s.ipv6_ra_mode]
-        .into_iter()
-        .flatten()
-        .any(|m| AUTO.contains(&m.as_str()))
-}
+pub use crate::ipam::is_auto_address;

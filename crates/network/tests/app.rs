@@ -1160,3 +1160,485 @@ async fn deleting_an_auto_address_subnet_takes_its_addresses_from_ports() {
         (409, "SubnetInUse")
     );
 }
+
+#[tokio::test]
+async fn deleting_an_external_network_takes_its_unassociated_floating_ips() {
+    let w = world().await;
+    let a = admin();
+    let c = member();
+    let (ext, ext_subnet) = external_net(&w, &a).await;
+    let free = w
+        .net
+        .floating_ip_create(&a, body(json!({"floating_network_id": ext.to_string()})))
+        .await
+        .unwrap();
+
+    // An associated floating IP keeps the network in use.
+    let n = w.network(&c, json!({})).await;
+    let sid = w.subnet(&c, &n, "10.20.0.0/24", json!({})).await.unwrap();
+    let vm = w.port(&c, &n, json!({})).await.unwrap();
+    let r = w
+        .net
+        .router_create(&a, body(json!({"name": "r"})))
+        .await
+        .unwrap();
+    let rid = r.router.id;
+    w.net
+        .router_add_interface(&a, &rid, body(json!({"subnet_id": sid.to_string()})))
+        .await
+        .unwrap();
+    w.net
+        .router_update(
+            &a,
+            &rid,
+            body(json!({"external_gateway_info": {"network_id": ext.to_string()}})),
+        )
+        .await
+        .unwrap();
+    let used = w
+        .net
+        .floating_ip_create(
+            &c,
+            body(json!({"floating_network_id": ext.to_string(), "port_id": vm.id.to_string()})),
+        )
+        .await
+        .unwrap();
+    let e = w.net.network_delete(&a, &ext).await.unwrap_err();
+    assert_eq!(code(e.clone()), (409, "NetworkInUse"));
+    // The ports in the way are named: the gateway and the used floating IP's.
+    let gw_port = w
+        .net
+        .router_get(&a, &rid)
+        .await
+        .unwrap()
+        .router
+        .gw_port_id
+        .unwrap();
+    assert!(e.message.contains(&gw_port.to_string()), "{}", e.message);
+    assert!(
+        e.message.contains(&used.floating_port_id.to_string()),
+        "{}",
+        e.message
+    );
+    assert!(
+        !e.message.contains(&free.floating_port_id.to_string()),
+        "{}",
+        e.message
+    );
+    // A refused delete takes nothing.
+    w.net.floating_ip_get(&a, &free.id).await.unwrap();
+
+    w.net.floating_ip_delete(&c, &used.id).await.unwrap();
+    w.net
+        .router_update(&a, &rid, body(json!({"external_gateway_info": {}})))
+        .await
+        .unwrap();
+    w.net.network_delete(&a, &ext).await.unwrap();
+    assert_eq!(
+        code(w.net.floating_ip_get(&a, &free.id).await.unwrap_err()),
+        (404, "FloatingIPNotFound")
+    );
+    assert_eq!(
+        code(
+            w.net
+                .port_get(&a, &free.floating_port_id)
+                .await
+                .unwrap_err()
+        ),
+        (404, "PortNotFound")
+    );
+    assert_eq!(
+        code(w.net.subnet_get(&a, &ext_subnet).await.unwrap_err()),
+        (404, "SubnetNotFound")
+    );
+}
+
+/// The address oslo's `get_ipv6_addr_by_EUI64` gives, written out.
+fn eui64(prefix: &str, mac: &str) -> IpAddr {
+    let b: Vec<u8> = mac
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16).unwrap())
+        .collect();
+    let net: ipnet::Ipv6Net = prefix.parse().unwrap();
+    let iid = u64::from_be_bytes([b[0] ^ 2, b[1], b[2], 0xff, 0xfe, b[3], b[4], b[5]]);
+    IpAddr::V6((u128::from(net.network()) | u128::from(iid)).into())
+}
+
+#[tokio::test]
+async fn auto_address_subnets_give_ports_their_eui64_address() {
+    let w = world().await;
+    let c = member();
+    let a = admin();
+    for mode in [
+        json!({"ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}),
+        json!({"ipv6_address_mode": "dhcpv6-stateless"}),
+        json!({"ipv6_ra_mode": "dhcpv6-stateless"}),
+    ] {
+        let n = w.network(&c, json!({})).await;
+        let v4 = w.subnet(&c, &n, "10.30.0.0/24", json!({})).await.unwrap();
+        let stateful = w
+            .subnet(
+                &c,
+                &n,
+                "2001:db8:30::/64",
+                json!({"ipv6_address_mode": "dhcpv6-stateful"}),
+            )
+            .await
+            .unwrap();
+        let auto = w
+            .subnet(&c, &n, "2001:db8:31::/64", mode.clone())
+            .await
+            .unwrap();
+        let mac = "fa:16:3e:12:34:56";
+        let p = w.port(&a, &n, json!({"mac_address": mac})).await.unwrap();
+        let got: HashSet<(SubnetId, IpAddr)> = p
+            .fixed_ips
+            .iter()
+            .map(|f| (f.subnet_id, f.ip_address))
+            .collect();
+        assert_eq!(got.len(), 3, "{mode}: {got:?}");
+        assert!(
+            got.contains(&(auto, eui64("2001:db8:31::/64", mac))),
+            "{mode}: {got:?}"
+        );
+        assert!(got.iter().any(|(s, _)| *s == v4));
+        // The stateful subnet's address comes from its pool.
+        assert!(
+            got.contains(&(stateful, ip("2001:db8:30::3"))),
+            "{mode}: {got:?}"
+        );
+
+        // Naming only the IPv4 subnet still gives the automatic address.
+        let q = w
+            .port(
+                &c,
+                &n,
+                json!({"fixed_ips": [{"subnet_id": v4.to_string()}]}),
+            )
+            .await
+            .unwrap();
+        let auto_ip = q.fixed_ips.iter().find(|f| f.subnet_id == auto).unwrap();
+        assert_eq!(
+            auto_ip.ip_address,
+            eui64("2001:db8:31::/64", &q.mac_address)
+        );
+        assert!(!q.fixed_ips.iter().any(|f| f.subnet_id == stateful));
+
+        // Another address on the auto-address subnet is refused; the port's
+        // own EUI-64 address may be named.
+        let e = w
+            .port(
+                &a,
+                &n,
+                json!({"mac_address": "fa:16:3e:00:00:01",
+                       "fixed_ips": [{"subnet_id": auto.to_string(), "ip_address": "2001:db8:31::99"}]}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(code(e), (400, "AllocationOnAutoAddressSubnet"));
+        let own = eui64("2001:db8:31::/64", "fa:16:3e:00:00:01");
+        let r = w
+            .port(
+                &a,
+                &n,
+                json!({"mac_address": "fa:16:3e:00:00:01",
+                       "fixed_ips": [{"ip_address": own.to_string()}]}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.fixed_ips.len(), 1);
+        assert_eq!(r.fixed_ips[0].ip_address, own);
+
+        // A new MAC moves the address; the other addresses stay.
+        let moved = w
+            .net
+            .port_update(&a, &p.id, body(json!({"mac_address": "fa:16:3e:65:43:21"})))
+            .await
+            .unwrap();
+        let after: HashSet<(SubnetId, IpAddr)> = moved
+            .fixed_ips
+            .iter()
+            .map(|f| (f.subnet_id, f.ip_address))
+            .collect();
+        assert!(after.contains(&(auto, eui64("2001:db8:31::/64", "fa:16:3e:65:43:21"))));
+        assert_eq!(
+            after
+                .iter()
+                .filter(|(s, _)| *s != auto)
+                .collect::<HashSet<_>>(),
+            got.iter()
+                .filter(|(s, _)| *s != auto)
+                .collect::<HashSet<_>>()
+        );
+
+        // An update naming only the IPv4 address keeps the automatic one.
+        let v4_ip = moved.fixed_ips.iter().find(|f| f.subnet_id == v4).unwrap();
+        let kept = w
+            .net
+            .port_update(
+                &a,
+                &p.id,
+                body(json!({"fixed_ips": [{"subnet_id": v4.to_string(), "ip_address": v4_ip.ip_address.to_string()}]})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(kept.fixed_ips.len(), 2);
+        assert!(kept.fixed_ips.iter().any(|f| f.subnet_id == auto));
+
+        // A router interface takes the gateway, not an EUI-64 address.
+        let rt = w
+            .net
+            .router_create(&c, body(json!({"name": "r"})))
+            .await
+            .unwrap();
+        let info = w
+            .net
+            .router_add_interface(
+                &c,
+                &rt.router.id,
+                body(json!({"subnet_id": auto.to_string()})),
+            )
+            .await;
+        if mode.get("ipv6_ra_mode").is_some() {
+            let iface = w.net.port_get(&c, &info.unwrap().port_id).await.unwrap();
+            assert_eq!(iface.fixed_ips.len(), 1);
+            assert_eq!(iface.fixed_ips[0].ip_address, ip("2001:db8:31::1"));
+        } else {
+            // Addresses by another router's advertisements: not on ours.
+            assert_eq!(code(info.unwrap_err()), (400, "BadRequest"));
+        }
+    }
+
+    // The EUI-64 format needs a /64.
+    let n = w.network(&c, json!({})).await;
+    let e = w
+        .subnet(
+            &c,
+            &n,
+            "2001:db8:40::/80",
+            json!({"ipv6_address_mode": "slaac"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 400);
+    assert!(e.message.contains("/64"), "{}", e.message);
+    // And DHCP.
+    let e = w
+        .subnet(
+            &c,
+            &n,
+            "2001:db8:40::/64",
+            json!({"ipv6_address_mode": "slaac", "enable_dhcp": false}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 400);
+}
+
+#[tokio::test]
+async fn a_new_auto_address_subnet_gives_existing_ports_their_address() {
+    let w = world().await;
+    let c = member();
+    let n = w.network(&c, json!({})).await;
+    let v4 = w.subnet(&c, &n, "10.31.0.0/24", json!({})).await.unwrap();
+    let p = w.port(&c, &n, json!({})).await.unwrap();
+    let r = w
+        .net
+        .router_create(&c, body(json!({"name": "r"})))
+        .await
+        .unwrap();
+    let info = w
+        .net
+        .router_add_interface(&c, &r.router.id, body(json!({"subnet_id": v4.to_string()})))
+        .await
+        .unwrap();
+    let slaac = w
+        .subnet(
+            &c,
+            &n,
+            "2001:db8:32::/64",
+            json!({"ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}),
+        )
+        .await
+        .unwrap();
+    let p = w.net.port_get(&c, &p.id).await.unwrap();
+    assert!(p.fixed_ips.contains(&oxistack_store::network::FixedIpRec {
+        subnet_id: slaac,
+        ip_address: eui64("2001:db8:32::/64", &p.mac_address),
+    }));
+    // The router interface is left alone.
+    let iface = w.net.port_get(&c, &info.port_id).await.unwrap();
+    assert_eq!(iface.fixed_ips.len(), 1);
+    // A stateful subnet gives nothing unasked.
+    w.subnet(
+        &c,
+        &n,
+        "2001:db8:33::/64",
+        json!({"ipv6_address_mode": "dhcpv6-stateful"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(w.net.port_get(&c, &p.id).await.unwrap().fixed_ips.len(), 2);
+}
+
+#[tokio::test]
+async fn router_subnets_may_not_overlap() {
+    let w = world().await;
+    let a = admin();
+    let c = member();
+    let n1 = w.network(&c, json!({})).await;
+    let n2 = w.network(&c, json!({})).await;
+    let s1 = w.subnet(&c, &n1, "10.40.0.0/24", json!({})).await.unwrap();
+    let s2 = w
+        .subnet(&c, &n2, "10.40.0.128/25", json!({}))
+        .await
+        .unwrap();
+    let r = w
+        .net
+        .router_create(&c, body(json!({"name": "r"})))
+        .await
+        .unwrap();
+    let rid = r.router.id;
+    w.net
+        .router_add_interface(&c, &rid, body(json!({"subnet_id": s1.to_string()})))
+        .await
+        .unwrap();
+    let e = w
+        .net
+        .router_add_interface(&c, &rid, body(json!({"subnet_id": s2.to_string()})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 400);
+    assert_eq!(
+        e.message,
+        format!("Bad router request: Cidr 10.40.0.128/25 of subnet {s2} overlaps with cidr 10.40.0.0/24 of subnet {s1}.")
+    );
+    // Nothing was made for the refused interface.
+    assert_eq!(w.net.store.ports_of_network(&n2).await.unwrap().len(), 1);
+    // By port too.
+    let p = w.port(&c, &n2, json!({})).await.unwrap();
+    let e = w
+        .net
+        .router_add_interface(&c, &rid, body(json!({"port_id": p.id.to_string()})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 400);
+    assert!(e.message.contains("overlaps"), "{}", e.message);
+    assert_eq!(w.net.port_get(&c, &p.id).await.unwrap().device_owner, "");
+    // The same subnet twice on one router.
+    let e = w
+        .net
+        .router_add_interface(&c, &rid, body(json!({"subnet_id": s1.to_string()})))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.message,
+        format!("Bad router request: Router already has a port on subnet {s1}.")
+    );
+    // Another router on the same subnet wants the gateway address, taken.
+    let r2 = w
+        .net
+        .router_create(&c, body(json!({"name": "r2"})))
+        .await
+        .unwrap();
+    let e = w
+        .net
+        .router_add_interface(
+            &c,
+            &r2.router.id,
+            body(json!({"subnet_id": s1.to_string()})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), (409, "IpAddressAlreadyAllocated"));
+
+    // A gateway whose external subnet overlaps an interface is refused,
+    // and so is an interface overlapping the gateway's network.
+    let ext = w.network(&a, json!({"router:external": true})).await;
+    w.subnet(&a, &ext, "10.40.0.0/16", json!({"enable_dhcp": false}))
+        .await
+        .unwrap();
+    let e = w
+        .net
+        .router_update(
+            &c,
+            &rid,
+            body(json!({"external_gateway_info": {"network_id": ext.to_string()}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 400);
+    assert!(e.message.contains("overlaps"), "{}", e.message);
+    assert_eq!(
+        w.net.router_get(&c, &rid).await.unwrap().router.gw_port_id,
+        None
+    );
+    let r3 = w
+        .net
+        .router_create(
+            &c,
+            body(json!({"name": "r3", "external_gateway_info": {"network_id": ext.to_string()}})),
+        )
+        .await
+        .unwrap();
+    let e = w
+        .net
+        .router_add_interface(
+            &c,
+            &r3.router.id,
+            body(json!({"subnet_id": s2.to_string()})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 400);
+    assert!(e.message.contains("overlaps"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn no_group_but_the_default_one_is_named_default() {
+    let w = world().await;
+    let c = member();
+    let g = w
+        .net
+        .security_group_create(&c, body(json!({"name": "web"})))
+        .await
+        .unwrap();
+    for name in ["default", "Default", "DEFAULT"] {
+        let e = w
+            .net
+            .security_group_update(&c, &g.group.id, body(json!({"name": name})))
+            .await
+            .unwrap_err();
+        assert_eq!(code(e), (409, "SecurityGroupDefaultAlreadyExists"));
+        let e = w
+            .net
+            .security_group_create(&c, body(json!({"name": name})))
+            .await
+            .unwrap_err();
+        assert_eq!(code(e), (409, "SecurityGroupDefaultAlreadyExists"));
+    }
+    assert_eq!(
+        w.net
+            .security_group_get(&c, &g.group.id)
+            .await
+            .unwrap()
+            .group
+            .name,
+        "web"
+    );
+    // The default group keeps its name.
+    let groups = w.net.security_group_list(&c).await.unwrap();
+    let d = groups.iter().find(|g| g.group.name == "default").unwrap();
+    let e = w
+        .net
+        .security_group_update(&c, &d.group.id, body(json!({"name": "other"})))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), (409, "SecurityGroupCannotUpdateDefault"));
+    // Its description may change.
+    w.net
+        .security_group_update(&c, &d.group.id, body(json!({"description": "d"})))
+        .await
+        .unwrap();
+    assert_eq!(w.net.security_group_list(&c).await.unwrap().len(), 2);
+}

@@ -279,9 +279,11 @@ impl Store {
         Ok(v.into_iter().collect())
     }
 
-    /// Deletes a network whose remaining ports are all owned by the network
-    /// itself (DHCP). Ports of other owners make it `NetworkInUse`; the check
-    /// and the delete are one transaction.
+    /// Deletes a network whose remaining ports all go with it: the DHCP
+    /// port, and the ports of floating IPs that are not associated (those
+    /// floating IPs are deleted too, as Neutron does when an external
+    /// network goes). Any other port makes it `NetworkInUse`, naming the
+    /// ports. The check and the delete are one transaction.
     pub async fn network_delete(&self, id: &NetworkId) -> AppResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query(&format!(
@@ -293,21 +295,29 @@ impl Store {
         .await
         .map_err(db_err)?
         .ok_or_else(|| network_not_found(id))?;
-        let busy: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM ports WHERE network_id = $1 AND device_owner <> 'network:dhcp'",
+        let busy: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM ports WHERE network_id = $1 AND device_owner <> 'network:dhcp'
+               AND id NOT IN (SELECT floating_port_id FROM floating_ips
+                              WHERE floating_network_id = $1
+                                AND port_id IS NULL AND router_id IS NULL)
+             ORDER BY created_at, id",
         )
         .bind(id.to_string())
-        .fetch_one(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
-        if busy > 0 {
+        if !busy.is_empty() {
             return Err(AppError::conflict(format!(
-                "Unable to complete operation on network {id}. There are one or more ports still in use on the network."
+                "Unable to complete operation on network {id}. There are one or more ports still in use on the network, id for these ports is: {}.",
+                busy.join(",")
             ))
             .with_code("NetworkInUse"));
         }
         for sql in [
+            "DELETE FROM floating_ips WHERE floating_network_id = $1",
             "DELETE FROM port_fixed_ips WHERE network_id = $1",
+            "DELETE FROM port_security_groups WHERE port_id IN
+               (SELECT id FROM ports WHERE network_id = $1)",
             "DELETE FROM ports WHERE network_id = $1",
             "DELETE FROM subnets WHERE network_id = $1",
             "DELETE FROM networks WHERE id = $1",
