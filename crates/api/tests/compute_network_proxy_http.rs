@@ -710,6 +710,11 @@ async fn security_groups_of_a_server() {
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     let v = h.ok(&m, StatusCode::OK, "GET", &path, None).await;
     assert_eq!(groups_of(&v), vec!["default", "web"]);
+    // The server's own view names its ports' groups, each once.
+    let v = h
+        .ok(&m, StatusCode::OK, "GET", &format!("/servers/{vm}"), None)
+        .await;
+    assert_eq!(groups_of(&v["server"]), vec!["default", "web"], "{v}");
     // Adding it again changes nothing; by id works too.
     h.ok(
         &m,
@@ -836,6 +841,48 @@ async fn security_groups_of_a_server() {
         )
         .await;
     assert_eq!(v["security_groups"], json!([]));
+
+    // Show and detail: a server without ports has no `security_groups`,
+    // as Nova leaves the key out; each listed server has its own groups.
+    let v = h
+        .ok(&m, StatusCode::OK, "GET", &format!("/servers/{bare}"), None)
+        .await;
+    assert!(v["server"].get("security_groups").is_none(), "{v}");
+    assert_eq!(v["server"]["addresses"], json!({}));
+    let vm2 = h.server(&m).await;
+    h.plug(&m, &vm2, &net).await;
+    h.ok(
+        &m,
+        StatusCode::OK,
+        "POST",
+        "/os-security-groups",
+        Some(json!({"security_group": {"name": "db", "description": ""}})),
+    )
+    .await;
+    h.ok(
+        &m,
+        StatusCode::ACCEPTED,
+        "POST",
+        &format!("/servers/{vm2}/action"),
+        Some(json!({"addSecurityGroup": {"name": "db"}})),
+    )
+    .await;
+    let v = h
+        .ok(&m, StatusCode::OK, "GET", "/servers/detail", None)
+        .await;
+    let listed = v["servers"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{v}");
+    for s in listed {
+        let id = s["id"].as_str().unwrap();
+        if id == bare.to_string() {
+            assert!(s.get("security_groups").is_none(), "{s}");
+        } else if id == vm.to_string() {
+            assert_eq!(groups_of(s), vec!["default"], "{s}");
+        } else {
+            assert_eq!(id, vm2.to_string());
+            assert_eq!(groups_of(s), vec!["db", "default"], "{s}");
+        }
+    }
 }
 
 #[tokio::test]

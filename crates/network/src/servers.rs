@@ -1,7 +1,8 @@
 //! What compute asks of the network service: ports for a new server, their
 //! binding to the host's tap, their release when the server goes, one port
 //! more or less for a built server (interface attach and detach), the
-//! `addresses` of servers, and which instance owns a fixed IP (metadata).
+//! `addresses` and `security_groups` of servers, and which instance owns a
+//! fixed IP (metadata).
 //!
 //! Every function is safe to run twice (saga steps replay): allocation
 //! reuses the ports already made for the server, binding and release are
@@ -449,6 +450,36 @@ impl Network {
                 }
             }
             out.insert(*sid, addrs);
+        }
+        Ok(out)
+    }
+
+    /// Nova's `security_groups` of each server: the names of its ports'
+    /// groups (the id for a group without a name, as Nova shows it), each
+    /// once, in port order. A server whose ports have no group, or that has
+    /// no port, is absent: Nova then leaves the key out of the view.
+    pub async fn server_security_groups(
+        &self,
+        server_ids: &[ServerId],
+    ) -> AppResult<HashMap<ServerId, Vec<String>>> {
+        let mut out: HashMap<ServerId, Vec<String>> = HashMap::new();
+        if server_ids.is_empty() {
+            return Ok(out);
+        }
+        let devices: Vec<String> = server_ids.iter().map(|s| s.to_string()).collect();
+        for (device, group_id, name) in self.store.device_security_groups(&devices).await? {
+            let Ok(sid) = device.parse::<ServerId>() else {
+                continue;
+            };
+            let name = if name.is_empty() {
+                group_id.to_string()
+            } else {
+                name
+            };
+            let names = out.entry(sid).or_default();
+            if !names.contains(&name) {
+                names.push(name);
+            }
         }
         Ok(out)
     }

@@ -1030,6 +1030,44 @@ impl Store {
         Ok(ports)
     }
 
+    /// The security groups of the ports of each of `devices`, as
+    /// (device id, group id, group name) in port order, then by group name.
+    /// One query per 200 devices, so a page of servers costs a few queries,
+    /// not one per server.
+    pub async fn device_security_groups(
+        &self,
+        devices: &[String],
+    ) -> AppResult<Vec<(String, SecurityGroupId, String)>> {
+        let mut out = Vec::new();
+        for chunk in devices.chunks(200) {
+            let params = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sql = format!(
+                "SELECT p.device_id AS device_id, g.id AS group_id, g.name AS group_name
+                 FROM ports p
+                 JOIN port_security_groups pg ON pg.port_id = p.id
+                 JOIN security_groups g ON g.id = pg.security_group_id
+                 WHERE p.device_id IN ({params})
+                 ORDER BY p.device_id, p.created_at, p.id, g.name, g.id"
+            );
+            let mut q = sqlx::query(&sql);
+            for d in chunk {
+                q = q.bind(d.as_str());
+            }
+            let rows = q.fetch_all(self.pool()).await.map_err(db_err)?;
+            out.extend(rows.iter().map(|r| {
+                (
+                    r.text("device_id"),
+                    id_of(r, "group_id"),
+                    r.text("group_name"),
+                )
+            }));
+        }
+        Ok(out)
+    }
+
     pub async fn ports_of_network(&self, network: &NetworkId) -> AppResult<Vec<Port>> {
         let rows = sqlx::query("SELECT * FROM ports WHERE network_id = $1 ORDER BY created_at, id")
             .bind(network.to_string())

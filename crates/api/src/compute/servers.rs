@@ -44,7 +44,6 @@ fn brief(state: &AppState, s: &Server) -> Value {
     json!({"id": s.id.to_string(), "name": s.name, "links": links(state, &format!("servers/{}", s.id))})
 }
 
-/// The full server view for a microversion, as Nova's `views/servers.py`.
 /// Nova's `addresses`: network name → addresses, from the server's ports.
 async fn addresses_of(
     state: &AppState,
@@ -77,12 +76,25 @@ async fn addresses_of(
         .collect())
 }
 
+/// Nova's `security_groups`: the names of the server's ports' groups, for
+/// all the listed servers at once.
+async fn security_groups_of(
+    state: &AppState,
+    servers: &[Server],
+) -> Result<HashMap<ServerId, Vec<String>>, AppError> {
+    let ids: Vec<ServerId> = servers.iter().map(|s| s.id).collect();
+    state.network.server_security_groups(&ids).await
+}
+
+/// The full server view for a microversion, as Nova's `views/servers.py`.
+/// `security_groups` is left out for a server without any, as Nova does.
 fn full(
     state: &AppState,
     ctx: &AuthContext,
     s: &Server,
     v: ApiVersion,
     addresses: Option<&Value>,
+    groups: Option<&Vec<String>>,
 ) -> Value {
     let admin = ctx.is_admin();
     let status = api_status(s.vm_state, s.task_state);
@@ -135,6 +147,9 @@ fn full(
         "ACTIVE" | "BUILD" | "REBUILD" | "RESIZE" | "VERIFY_RESIZE" | "MIGRATING"
     ) {
         o["progress"] = json!(if status == "ACTIVE" { 100 } else { 0 });
+    }
+    if let Some(groups) = groups.filter(|g| !g.is_empty()) {
+        o["security_groups"] = groups.iter().map(|n| json!({"name": n})).collect();
     }
     if admin {
         o["OS-EXT-SRV-ATTR:host"] = json!(s.host);
@@ -355,7 +370,8 @@ pub async fn detail(
     let (mut servers, next, _) = listed(&state, &auth, v, &q).await?;
     state.compute.store.attach_details(&mut servers).await?;
     let addrs = addresses_of(&state, &servers).await?;
-    let mut body = json!({"servers": servers.iter().map(|s| full(&state, &auth.0, s, v, addrs.get(&s.id))).collect::<Vec<_>>()});
+    let groups = security_groups_of(&state, &servers).await?;
+    let mut body = json!({"servers": servers.iter().map(|s| full(&state, &auth.0, s, v, addrs.get(&s.id), groups.get(&s.id))).collect::<Vec<_>>()});
     if let Some(n) = next {
         body["servers_links"] = n;
     }
@@ -369,9 +385,11 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let s = state.compute.server_get(&auth.0, &server_id(&id)?).await?;
-    let addrs = addresses_of(&state, std::slice::from_ref(&s)).await?;
+    let one = std::slice::from_ref(&s);
+    let addrs = addresses_of(&state, one).await?;
+    let groups = security_groups_of(&state, one).await?;
     Ok(Json(
-        json!({"server": full(&state, &auth.0, &s, v, addrs.get(&s.id))}),
+        json!({"server": full(&state, &auth.0, &s, v, addrs.get(&s.id), groups.get(&s.id))}),
     ))
 }
 
@@ -611,6 +629,33 @@ pub async fn create(
         Some(Value::String(r)) => crate::body::parse_bool(r).unwrap_or(false),
         _ => false,
     };
+    let security_groups: Vec<String> = match s.get("security_groups") {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|g| {
+                g.get("name")
+                    .and_then(|n| n.as_str())
+                    .filter(|n| !n.is_empty())
+                    .map(String::from)
+                    .ok_or_else(|| {
+                        AppError::bad_request("Invalid input for field/attribute security_groups.")
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => {
+            return Err(
+                AppError::bad_request("Invalid input for field/attribute security_groups.").into(),
+            )
+        }
+    };
+    // Nova answers a create with the groups asked for (`default` when none
+    // were): the ports do not exist yet.
+    let groups_view: Vec<Value> = if security_groups.is_empty() {
+        vec![json!({"name": "default"})]
+    } else {
+        security_groups.iter().map(|n| json!({"name": n})).collect()
+    };
     let req = ServerCreate {
         name,
         image_ref,
@@ -627,29 +672,7 @@ pub async fn create(
         access_ipv4: str_field(s, "accessIPv4")?,
         access_ipv6: str_field(s, "accessIPv6")?,
         admin_pass: str_field(s, "adminPass")?,
-        security_groups: match s.get("security_groups") {
-            None | Some(Value::Null) => vec![],
-            Some(Value::Array(list)) => list
-                .iter()
-                .map(|g| {
-                    g.get("name")
-                        .and_then(|n| n.as_str())
-                        .filter(|n| !n.is_empty())
-                        .map(String::from)
-                        .ok_or_else(|| {
-                            AppError::bad_request(
-                                "Invalid input for field/attribute security_groups.",
-                            )
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            Some(_) => {
-                return Err(AppError::bad_request(
-                    "Invalid input for field/attribute security_groups.",
-                )
-                .into())
-            }
-        },
+        security_groups,
         tags,
     };
     let created = state.compute.server_create(&auth.0, req).await?;
@@ -673,7 +696,7 @@ pub async fn create(
             "id": first.id.to_string(),
             "links": links(&state, &format!("servers/{}", first.id)),
             "OS-DCF:diskConfig": "MANUAL",
-            "security_groups": [{"name": "default"}],
+            "security_groups": groups_view,
             "adminPass": created.admin_pass,
         }})),
     ))
@@ -727,8 +750,17 @@ pub async fn update(
     };
     let sid = server_id(&id)?;
     let server = state.compute.server_update(&auth.0, &sid, fields).await?;
-    let addrs = addresses_of(&state, std::slice::from_ref(&server)).await?;
-    let mut view = full(&state, &auth.0, &server, v, addrs.get(&server.id));
+    let one = std::slice::from_ref(&server);
+    let addrs = addresses_of(&state, one).await?;
+    let groups = security_groups_of(&state, one).await?;
+    let mut view = full(
+        &state,
+        &auth.0,
+        &server,
+        v,
+        addrs.get(&server.id),
+        groups.get(&server.id),
+    );
     // Before 2.75 the update answers with the base server view only.
     if !v.at_least(2, 75) {
         if let Some(o) = view.as_object_mut() {
