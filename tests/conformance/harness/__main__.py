@@ -91,11 +91,14 @@ def start_cloud(args, bin_path, run_dir):
     tries = ["qemu", "fake"] if args.virt == "auto" else [args.virt]
     why_not = None
     for virt in tries:
-        cloud = Cloud(bin_path, data_dir, log_path, virt)
+        cloud = Cloud(bin_path, data_dir, log_path, virt,
+                      datapath="linux" if args.validation else "fake")
         try:
             cloud.start()
+            if args.validation:
+                cloud.join_public_network()
             return cloud, why_not
-        except CloudError as e:
+        except (CloudError, subprocess.CalledProcessError) as e:
             cloud.stop()
             why_not = f"--virt {virt} did not start: {e}"
             log(why_not)

@@ -39,11 +39,15 @@ class Response:
 class Cloud:
     """One `oxistack serve` process on a loopback port and a data dir of its own."""
 
-    def __init__(self, binary, data_dir, log_path, virt):
+    def __init__(self, binary, data_dir, log_path, virt, datapath="fake"):
         self.binary = binary
         self.data_dir = data_dir
         self.log_path = log_path
         self.virt = virt
+        self.datapath = datapath
+        # With the real datapath: the public network's bridge, this run's own, never
+        # linked to a real interface; the test host joins it as HOST_PUBLIC_ADDR.
+        self.public_bridge = f"oxcpub{os.getpid() & 0xffffff:06x}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.password = secrets.token_urlsafe(18)
@@ -75,10 +79,13 @@ class Cloud:
             "--data-dir", self.data_dir,
             "--listen", f"127.0.0.1:{self.port}",
             "--virt", self.virt,
-            # Tempest's network tests here are API-level (run_validation off):
-            # the fake datapath keeps host networking untouched.
-            "--datapath", "fake",
+            # Without validation Tempest's network tests are API-level and the fake
+            # datapath keeps host networking untouched; with it (--validation) the
+            # guests are reached over SSH through floating IPs on the real datapath.
+            "--datapath", self.datapath,
         ]
+        if self.datapath == "linux":
+            env["OXISTACK_PUBLIC_BRIDGE"] = self.public_bridge
         self.proc = subprocess.Popen(
             cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
@@ -128,6 +135,60 @@ class Cloud:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if self.datapath == "linux":
+            self.remove_host_network()
+
+    # ------------------------------------------------------------ host network
+
+    HOST_PUBLIC_ADDR = "172.24.4.2/24"
+    GUARD_TABLE = "oxconformance"
+
+    def join_public_network(self, timeout=60):
+        """Puts the test host on the public bridge (outside the floating IP pool and
+        not the routers' gateway, so guests' traffic to anything beyond the bridge has
+        nowhere to go) and refuses forwarding into or out of the bridge."""
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(f"/sys/class/net/{self.public_bridge}"):
+            if time.monotonic() > deadline:
+                raise CloudError(f"bridge {self.public_bridge} did not appear")
+            time.sleep(0.3)
+        run = lambda *a: subprocess.run(a, check=True, capture_output=True)
+        run("ip", "addr", "replace", self.HOST_PUBLIC_ADDR, "dev", self.public_bridge)
+        run("ip", "link", "set", self.public_bridge, "up")
+        b = self.public_bridge
+        guard = (f"table inet {self.GUARD_TABLE}{b} {{\n"
+                 f"  chain forward {{\n"
+                 f"    type filter hook forward priority -10; policy accept;\n"
+                 f'    iifname "{b}" oifname != "{b}" drop\n'
+                 f'    oifname "{b}" iifname != "{b}" drop\n'
+                 f"  }}\n}}\n")
+        subprocess.run(["nft", "-f", "-"], input=guard.encode(), check=True, capture_output=True)
+
+    def remove_host_network(self):
+        """What the network agent of this cloud made on the host: the links and
+        namespaces of its ownership record, its nftables tables, the public bridge."""
+        quiet = lambda *a: subprocess.run(a, capture_output=True)
+        state = os.path.join(self.data_dir, "network")
+        try:
+            with open(os.path.join(state, "owned")) as f:
+                owned = [line.split(" ", 1) for line in f.read().splitlines() if " " in line]
+        except OSError:
+            owned = []
+        for kind, name in owned:
+            if kind == "netns":
+                quiet("ip", "netns", "del", name)
+        for kind, name in owned:
+            if kind == "link":
+                quiet("ip", "link", "del", name)
+        # The agent's instance name: FNV-1a of its state dir (crates/agent/src/network).
+        for path in {state, os.path.join(os.path.realpath(self.data_dir), "network")}:
+            h = 0x811C9DC5
+            for byte in path.encode():
+                h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+            for family in ("inet", "bridge"):
+                quiet("nft", "delete", "table", family, f"oxistack-{h:08x}")
+        quiet("nft", "delete", "table", "inet", f"{self.GUARD_TABLE}{self.public_bridge}")
+        quiet("ip", "link", "del", self.public_bridge)
 
     def leftover_pids(self):
         pids = []
