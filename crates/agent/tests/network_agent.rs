@@ -433,6 +433,48 @@ async fn what_was_removed_or_changed_by_hand_is_repaired() {
 }
 
 #[tokio::test]
+async fn a_deleted_networks_vni_can_be_reused_in_the_same_pass() {
+    // The store frees a deleted network's VNI at once; the next network may get it
+    // before any pass removed the old device, and the kernel refuses two VXLAN
+    // devices with one VNI (the fake refuses it the same way).
+    let (fake, agent) = agent();
+    let spec = sample();
+    let r = agent.converge(&spec).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let old = spec.networks[0].clone();
+    assert!(matches!(old.kind, NetworkKind::Vxlan { .. }), "{old:?}");
+    let new_id: NetworkId = id(3);
+    let next = HostNetworkSpec {
+        networks: vec![
+            NetworkSpec {
+                id: new_id,
+                ports: vec![],
+                ..old.clone()
+            },
+            spec.networks[1].clone(),
+        ],
+        routers: vec![],
+        ..spec.clone()
+    };
+    let r = agent.converge(&next).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(
+        r.created
+            .contains(&format!("vxlan {}", names::vxlan(&new_id))),
+        "{r:?}"
+    );
+    assert!(
+        r.removed
+            .contains(&format!("link {}", names::vxlan(&old.id))),
+        "{r:?}"
+    );
+    let links = fake.links(None).await.unwrap();
+    assert!(links.iter().any(|l| l.name == names::vxlan(&new_id)));
+    assert!(!links.iter().any(|l| l.name == names::vxlan(&old.id)));
+    assert!(agent.converge(&next).await.is_noop());
+}
+
+#[tokio::test]
 async fn an_existing_interface_that_is_not_a_bridge_is_reported_not_trusted() {
     let (fake, agent) = agent();
     fake.add_link(

@@ -26,6 +26,8 @@ struct NsState {
     addrs: BTreeMap<String, BTreeSet<String>>,
     routes: BTreeSet<Route>,
     sysctls: BTreeMap<String, String>,
+    /// VXLAN device -> its UDP port (with the VNI, what the kernel keeps unique).
+    vxlan_ports: BTreeMap<String, u16>,
     /// (family, table) -> chain -> rules (as JSON).
     nft: BTreeMap<(String, String), BTreeMap<String, Vec<Value>>>,
 }
@@ -254,10 +256,26 @@ impl Datapath for FakeDatapath {
                     .links
                     .insert(name.clone(), new_link(name, "bridge"));
             }
-            NewLink::Vxlan { name, vni, .. } => {
+            NewLink::Vxlan {
+                name, vni, dstport, ..
+            } => {
+                // As the kernel: one device per VNI and port in a namespace.
+                let taken = {
+                    let n = st.ns(&k)?;
+                    n.links.values().any(|l| {
+                        l.vxlan_id == Some(*vni) && n.vxlan_ports.get(&l.name) == Some(dstport)
+                    })
+                };
+                if taken {
+                    return Err(HostError::exists(format!(
+                        "A VXLAN device with the specified VNI ({vni}) already exists"
+                    )));
+                }
                 let mut l = new_link(name, "vxlan");
                 l.vxlan_id = Some(*vni);
-                st.ns_mut(&k)?.links.insert(name.clone(), l);
+                let n = st.ns_mut(&k)?;
+                n.links.insert(name.clone(), l);
+                n.vxlan_ports.insert(name.clone(), *dstport);
             }
             NewLink::Tap { name } => {
                 st.ns_mut(&k)?

@@ -132,9 +132,13 @@ impl NetworkAgent {
         run.teardown_daemons(&plan).await;
         run.teardown_namespaces(&plan).await;
         run.root_filtering(&plan).await;
+        // Stale VXLAN devices go before any is created: a deleted network's VNI may
+        // already belong to a new network, and the kernel refuses a second device
+        // with the same VNI and port.
+        run.teardown_root_links(&plan, Teardown::VxlanOnly).await;
         run.root_links(&plan).await;
         run.namespaces(&plan).await;
-        run.teardown_root_links(&plan).await;
+        run.teardown_root_links(&plan, Teardown::All).await;
         run.dhcp(&plan).await;
         run.router_advertisements(&plan).await;
         run.proxies(&plan).await;
@@ -527,6 +531,14 @@ const ROOT_SYSCTLS: [&str; 2] = [
     "net.bridge.bridge-nf-call-iptables",
     "net.bridge.bridge-nf-call-ip6tables",
 ];
+
+/// Which stale root links a teardown step removes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Teardown {
+    /// Only VXLAN devices (before new ones are created).
+    VxlanOnly,
+    All,
+}
 
 /// One pass: the host, the config and what the pass did.
 struct Run<'a> {
@@ -927,7 +939,7 @@ impl Run<'_> {
         }
     }
 
-    async fn teardown_root_links(&mut self, plan: &Plan) {
+    async fn teardown_root_links(&mut self, plan: &Plan, which: Teardown) {
         let links = match self.dp.links(None).await {
             Ok(l) => l,
             Err(e) => return self.error("listing links", e),
@@ -947,6 +959,7 @@ impl Run<'_> {
         let mut stale: Vec<&Link> = links
             .iter()
             .filter(|l| !desired.contains(&l.name))
+            .filter(|l| which == Teardown::All || l.name.starts_with("oxvx-"))
             .filter(|l| self.owned.contains(&names::owned_link(&l.name)))
             .filter(|l| {
                 names::ROOT_PREFIXES.iter().any(|p| l.name.starts_with(p))
