@@ -886,6 +886,116 @@ async fn security_groups_of_a_server() {
 }
 
 #[tokio::test]
+async fn fixed_ips_are_added_to_and_removed_from_a_servers_port() {
+    let h = harness().await;
+    let m = caller(ProjectId::new(), &["member", "reader"]);
+    let other = caller(ProjectId::new(), &["member", "reader"]);
+    let (net, _) = h.network(&m, "net", "10.0.0.0/24").await;
+    let (elsewhere, _) = h.network(&m, "net2", "10.9.0.0/24").await;
+    let vm = h.server(&m).await;
+    let first_ip = h.plug(&m, &vm, &net).await;
+    let ports = h
+        .ok(
+            &m,
+            StatusCode::OK,
+            "GET",
+            &format!("/network/v2.0/ports?device_id={vm}"),
+            None,
+        )
+        .await;
+    let port = ports["ports"][0]["id"].as_str().unwrap().to_string();
+    let action = format!("/servers/{vm}/action");
+    let addrs = |v: &Value| -> Vec<String> {
+        v["port"]["fixed_ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["ip_address"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let port_of = || async {
+        h.ok(
+            &m,
+            StatusCode::OK,
+            "GET",
+            &format!("/network/v2.0/ports/{port}"),
+            None,
+        )
+        .await
+    };
+    let before = addrs(&port_of().await);
+    assert_eq!(before, vec![first_ip]);
+
+    h.ok(
+        &m,
+        StatusCode::ACCEPTED,
+        "POST",
+        &action,
+        Some(json!({"addFixedIp": {"networkId": net}})),
+    )
+    .await;
+    let after = addrs(&port_of().await);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(after.contains(&before[0]), "{after:?}");
+    let added = after.iter().find(|a| **a != before[0]).unwrap().clone();
+    assert!(added.starts_with("10.0.0."), "{added}");
+
+    // A network the server is not on; an address it does not hold; bad bodies.
+    for (body, want) in [
+        (
+            json!({"addFixedIp": {"networkId": elsewhere}}),
+            "could not be found for instance",
+        ),
+        (
+            json!({"removeFixedIp": {"address": "10.0.0.250"}}),
+            "doesn't have fixed IP",
+        ),
+        (
+            json!({"addFixedIp": {}}),
+            "'networkId' is a required property",
+        ),
+        (
+            json!({"removeFixedIp": {"address": "nope"}}),
+            "is not a 'ipv4' or 'ipv6'",
+        ),
+    ] {
+        let v = h
+            .ok(&m, StatusCode::BAD_REQUEST, "POST", &action, Some(body))
+            .await;
+        assert!(message(&v).contains(want), "{v}");
+    }
+    // Another project's server is not found; from 2.44 the actions are gone.
+    h.ok(
+        &other,
+        StatusCode::NOT_FOUND,
+        "POST",
+        &action,
+        Some(json!({"addFixedIp": {"networkId": net}})),
+    )
+    .await;
+    let (s, v) = h
+        .call_at(
+            Some(&m),
+            "2.44",
+            "POST",
+            &action,
+            Some(json!({"removeFixedIp": {"address": added}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+
+    h.ok(
+        &m,
+        StatusCode::ACCEPTED,
+        "POST",
+        &action,
+        Some(json!({"removeFixedIp": {"address": added}})),
+    )
+    .await;
+    assert_eq!(addrs(&port_of().await), before);
+}
+
+#[tokio::test]
 async fn floating_ips_pools_and_their_actions() {
     let h = harness().await;
     let p = ProjectId::new();

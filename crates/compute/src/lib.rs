@@ -3,6 +3,7 @@
 //! requests, applies policy and quotas, records intent, and hands host work
 //! to the conductor's sagas.
 
+pub mod fixed_ips;
 pub mod flavors;
 pub mod floating_ips;
 pub mod hypervisors;

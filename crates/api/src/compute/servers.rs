@@ -905,6 +905,19 @@ pub async fn action(
         "addSecurityGroup" | "removeSecurityGroup" => {
             return super::security_groups::server_action(&state, ctx, &sid, name, arg).await
         }
+        "addFixedIp" | "removeFixedIp" => {
+            // Like the floating IP actions, gone from 2.44.
+            if !super::versions::floating_ip_actions(v) {
+                return Err(AppError::not_found("The resource could not be found.").into());
+            }
+            if name == "addFixedIp" {
+                c.server_add_fixed_ip(ctx, &sid, &fixed_ip_network(arg)?)
+                    .await?
+            } else {
+                c.server_remove_fixed_ip(ctx, &sid, fixed_ip_address(arg)?)
+                    .await?
+            }
+        }
         "addFloatingIp" | "removeFloatingIp" => {
             if !super::versions::floating_ip_actions(v) {
                 return Err(AppError::not_found("The resource could not be found.").into());
@@ -914,6 +927,54 @@ pub async fn action(
         _ => return Err(AppError::bad_request(format!("There is no such action: {name}")).into()),
     }
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `{"addFixedIp": {"networkId": "…"}}` (a string or a number, as Nova's schema
+/// takes it; nothing else).
+fn fixed_ip_network(arg: &Value) -> Result<String, AppError> {
+    let o = arg
+        .as_object()
+        .ok_or_else(|| AppError::bad_request(format!("Invalid input for field/attribute addFixedIp. Value: {arg}. {arg} is not of type 'object'")))?;
+    if let Some(k) = o.keys().find(|k| k.as_str() != "networkId") {
+        return Err(AppError::bad_request(format!(
+            "Invalid input for field/attribute addFixedIp. Value: {arg}. Additional properties are not allowed ('{k}' was unexpected)"
+        )));
+    }
+    match o.get("networkId") {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(other) => Err(AppError::bad_request(format!(
+            "Invalid input for field/attribute networkId. Value: {other}."
+        ))),
+        None => Err(AppError::bad_request(
+            "Invalid input for field/attribute addFixedIp. Value: {}. 'networkId' is a required property",
+        )),
+    }
+}
+
+/// `{"removeFixedIp": {"address": "<IPv4 or IPv6>"}}`.
+fn fixed_ip_address(arg: &Value) -> Result<std::net::IpAddr, AppError> {
+    let o = arg
+        .as_object()
+        .ok_or_else(|| AppError::bad_request(format!("Invalid input for field/attribute removeFixedIp. Value: {arg}. {arg} is not of type 'object'")))?;
+    if let Some(k) = o.keys().find(|k| k.as_str() != "address") {
+        return Err(AppError::bad_request(format!(
+            "Invalid input for field/attribute removeFixedIp. Value: {arg}. Additional properties are not allowed ('{k}' was unexpected)"
+        )));
+    }
+    match o.get("address") {
+        Some(Value::String(s)) => s.parse().map_err(|_| {
+            AppError::bad_request(format!(
+                "Invalid input for field/attribute address. Value: {s}. '{s}' is not a 'ipv4' or 'ipv6'"
+            ))
+        }),
+        Some(other) => Err(AppError::bad_request(format!(
+            "Invalid input for field/attribute address. Value: {other}."
+        ))),
+        None => Err(AppError::bad_request(
+            "Invalid input for field/attribute removeFixedIp. Value: {}. 'address' is a required property",
+        )),
+    }
 }
 
 // ---------------------------------------------------------------- metadata
