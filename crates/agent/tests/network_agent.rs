@@ -606,6 +606,49 @@ async fn dnsmasq_is_reloaded_for_new_hosts_and_restarted_for_a_new_range() {
 }
 
 #[tokio::test]
+async fn dnsmasq_forgets_its_leases_when_an_address_changes_hands() {
+    // A deleted port's address given to a new port (another MAC): dnsmasq would keep
+    // the old lease in memory and offer the new port nothing; it is restarted.
+    let (fake, agent) = agent();
+    let mut spec = sample();
+    agent.converge(&spec).await;
+    let dnsmasq = |fake: &FakeDatapath| {
+        fake.daemons()
+            .into_iter()
+            .find(|d| d.argv[0] == "dnsmasq")
+            .unwrap()
+    };
+    let first = dnsmasq(&fake);
+    let vm2 = spec.networks[0]
+        .ports
+        .iter()
+        .position(|p| p.mac == "fa:16:3e:00:00:02")
+        .unwrap();
+    let old = spec.networks[0].ports.remove(vm2);
+    let mut reused = old.clone();
+    reused.id = id(107);
+    reused.mac = "fa:16:3e:00:00:07".into();
+    reused.tap = Some(names::tap(&reused.id));
+    spec.networks[0].ports.push(reused);
+    let r = agent.converge(&spec).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let now = dnsmasq(&fake);
+    assert_ne!(now.pid, first.pid, "{r:?}");
+    let hosts = fake
+        .file(&PathBuf::from(format!(
+            "/state/dhcp/{}/hosts",
+            spec.networks[0].id
+        )))
+        .unwrap();
+    assert!(hosts.contains("fa:16:3e:00:00:07,"), "{hosts}");
+    assert!(!hosts.contains("fa:16:3e:00:00:02,"), "{hosts}");
+    // Nothing changed: nothing restarted.
+    let again = agent.converge(&spec).await;
+    assert!(again.is_noop(), "{again:?}");
+    assert_eq!(dnsmasq(&fake).pid, now.pid);
+}
+
+#[tokio::test]
 async fn an_isolated_network_serves_metadata_from_its_dhcp_namespace() {
     let (fake, agent) = agent();
     let mut spec = sample();

@@ -1203,11 +1203,21 @@ impl Run<'_> {
                 let conf = self
                     .write_if_changed(&d.dir.join("dnsmasq.conf"), &d.conf)
                     .await?;
+                // dnsmasq keeps the leases it gave in memory: a host entry removed
+                // or changed (a deleted port whose address a new port now has)
+                // would keep its lease, and the new port would get no offer. A
+                // restart forgets them (leases are not on disk, `leasefile-ro`);
+                // clients renew their own addresses from the host entries.
+                let old_hosts = self.dp.read_file(&d.dir.join("hosts")).await?;
+                let dropped = old_hosts.as_deref().is_some_and(|old| {
+                    old.lines()
+                        .any(|l| !l.is_empty() && !d.hosts.lines().any(|n| n == l))
+                });
                 let hosts = self
                     .write_if_changed(&d.dir.join("hosts"), &d.hosts)
                     .await?;
                 let opts = self.write_if_changed(&d.dir.join("opts"), &d.opts).await?;
-                Ok::<_, HostError>((conf, hosts || opts))
+                Ok::<_, HostError>((conf || dropped, hosts || opts))
             };
             let (conf_changed, data_changed) = match files.await {
                 Ok(c) => c,
