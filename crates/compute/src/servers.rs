@@ -565,9 +565,13 @@ impl Compute {
         )))
     }
 
+    /// Accepted in every state. A server already being deleted is left to the
+    /// delete in progress (as Nova answers a repeated delete).
     pub async fn server_delete(&self, ctx: &AuthContext, id: &ServerId) -> AppResult<()> {
-        self.begin_action(ctx, id, ServerAction::Delete).await?;
-        self.conductor.start(delete::record(*id)).await?;
+        let before = self.begin_action(ctx, id, ServerAction::Delete).await?;
+        if before.task_state != Some(TaskState::Deleting) {
+            self.conductor.start(delete::record(*id)).await?;
+        }
         Ok(())
     }
 

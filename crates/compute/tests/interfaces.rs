@@ -546,3 +546,47 @@ async fn a_host_that_cannot_plug_is_a_500_and_leaves_the_port_free() {
         .unwrap();
     assert_eq!(plugged(&w, id), vec![mine]);
 }
+
+#[tokio::test]
+async fn a_repeated_delete_is_accepted_and_left_to_the_delete_in_progress() {
+    // Nova's delete checks no state: a delete while one runs is accepted (204) and
+    // starts nothing more; the delete in progress finishes the job.
+    let w = world().await;
+    let (ctx, _net) = tenant(&w).await;
+    let id = server(&w, &ctx).await;
+    let s = w.compute.server_get(&ctx, &id).await.unwrap();
+    // A delete in progress (its saga not run yet).
+    assert!(w
+        .store
+        .server_update_state(
+            &id,
+            Some(s.generation),
+            &ServerUpdate {
+                task_state: Some(Some(TaskState::Deleting)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap());
+    w.compute.server_delete(&ctx, &id).await.unwrap();
+    let after = w.compute.server_get(&ctx, &id).await.unwrap();
+    assert_eq!(after.task_state, Some(TaskState::Deleting));
+    assert!(w.driver.nics(id).is_some(), "a second delete was started");
+
+    // A delete of a server not being deleted starts one, which removes it.
+    let other = server(&w, &ctx).await;
+    w.compute.server_delete(&ctx, &other).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while w.compute.server_get(&ctx, &other).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never went"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        w.driver.nics(other).is_none(),
+        "the instance is still on the host"
+    );
+    assert_eq!(status(w.compute.server_delete(&ctx, &other).await), 404);
+}

@@ -182,8 +182,9 @@ pub fn check_action(
         ))
     };
     let allowed = match action {
-        // Delete is accepted in every state but while already deleting.
-        A::Delete => task != Some(TaskState::Deleting),
+        // Delete is accepted in every state, also while already deleting (Nova's
+        // `delete` checks no state): the delete in progress finishes the job.
+        A::Delete => true,
         A::Start => vm == V::Stopped && task.is_none(),
         A::Stop => matches!(vm, V::Active | V::Error) && task.is_none(),
         // A hard reboot may interrupt a soft one, as Nova allows.
@@ -238,13 +239,15 @@ mod tests {
         assert!(check_action(VmState::Active, None, ServerAction::Start).is_err());
         assert!(check_action(VmState::Stopped, None, ServerAction::Stop).is_err());
         assert!(check_action(VmState::Building, None, ServerAction::RebootSoft).is_err());
-        let e = check_action(
-            VmState::Active,
-            Some(TaskState::Deleting),
-            ServerAction::Delete,
-        )
-        .unwrap_err();
-        assert_eq!(e.status(), 409);
+        assert_eq!(
+            check_action(
+                VmState::Active,
+                Some(TaskState::Deleting),
+                ServerAction::Delete
+            )
+            .unwrap(),
+            Some(TaskState::Deleting)
+        );
         assert_eq!(
             check_action(VmState::Stopped, None, ServerAction::Start).unwrap(),
             Some(TaskState::PoweringOn)
