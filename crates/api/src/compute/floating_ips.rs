@@ -132,21 +132,12 @@ pub(crate) fn action_addresses(
     action: &str,
     arg: &Value,
 ) -> Result<(IpAddr, Option<IpAddr>), AppError> {
-    let o = arg.as_object().ok_or_else(|| {
-        AppError::bad_request(format!(
-            "Invalid input for field/attribute {action}. Value: {arg}. {arg} is not of type 'object'"
-        ))
-    })?;
     let allowed: &[&str] = if action == "addFloatingIp" {
         &["address", "fixed_address"]
     } else {
         &["address"]
     };
-    if let Some(k) = o.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(AppError::bad_request(format!(
-            "Invalid input for field/attribute {action}. Value: {arg}. Additional properties are not allowed ('{k}' was unexpected)"
-        )));
-    }
+    super::servers::action_object(action, arg, allowed)?;
     let addr = address(action, arg, "address")?.ok_or_else(|| {
         AppError::bad_request(format!(
             "Invalid input for field/attribute {action}. Value: {arg}. 'address' is a required property"

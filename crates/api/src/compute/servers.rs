@@ -929,17 +929,30 @@ pub async fn action(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
+/// The argument of a server action as Nova's schemas check it: an object with no
+/// member beyond `allowed`.
+pub(crate) fn action_object<'a>(
+    action: &str,
+    arg: &'a Value,
+    allowed: &[&str],
+) -> Result<&'a serde_json::Map<String, Value>, AppError> {
+    let o = arg.as_object().ok_or_else(|| {
+        AppError::bad_request(format!(
+            "Invalid input for field/attribute {action}. Value: {arg}. {arg} is not of type 'object'"
+        ))
+    })?;
+    if let Some(k) = o.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(AppError::bad_request(format!(
+            "Invalid input for field/attribute {action}. Value: {arg}. Additional properties are not allowed ('{k}' was unexpected)"
+        )));
+    }
+    Ok(o)
+}
+
 /// `{"addFixedIp": {"networkId": "…"}}` (a string or a number, as Nova's schema
 /// takes it; nothing else).
 fn fixed_ip_network(arg: &Value) -> Result<String, AppError> {
-    let o = arg
-        .as_object()
-        .ok_or_else(|| AppError::bad_request(format!("Invalid input for field/attribute addFixedIp. Value: {arg}. {arg} is not of type 'object'")))?;
-    if let Some(k) = o.keys().find(|k| k.as_str() != "networkId") {
-        return Err(AppError::bad_request(format!(
-            "Invalid input for field/attribute addFixedIp. Value: {arg}. Additional properties are not allowed ('{k}' was unexpected)"
-        )));
-    }
+    let o = action_object("addFixedIp", arg, &["networkId"])?;
     match o.get("networkId") {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),
@@ -954,14 +967,7 @@ fn fixed_ip_network(arg: &Value) -> Result<String, AppError> {
 
 /// `{"removeFixedIp": {"address": "<IPv4 or IPv6>"}}`.
 fn fixed_ip_address(arg: &Value) -> Result<std::net::IpAddr, AppError> {
-    let o = arg
-        .as_object()
-        .ok_or_else(|| AppError::bad_request(format!("Invalid input for field/attribute removeFixedIp. Value: {arg}. {arg} is not of type 'object'")))?;
-    if let Some(k) = o.keys().find(|k| k.as_str() != "address") {
-        return Err(AppError::bad_request(format!(
-            "Invalid input for field/attribute removeFixedIp. Value: {arg}. Additional properties are not allowed ('{k}' was unexpected)"
-        )));
-    }
+    let o = action_object("removeFixedIp", arg, &["address"])?;
     match o.get("address") {
         Some(Value::String(s)) => s.parse().map_err(|_| {
             AppError::bad_request(format!(
