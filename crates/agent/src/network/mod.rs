@@ -1208,14 +1208,16 @@ impl Run<'_> {
                 // would keep its lease, and the new port would get no offer. A
                 // restart forgets them (leases are not on disk, `leasefile-ro`);
                 // clients renew their own addresses from the host entries.
-                let old_hosts = self.dp.read_file(&d.dir.join("hosts")).await?;
+                let hosts_path = d.dir.join("hosts");
+                let old_hosts = self.dp.read_file(&hosts_path).await?;
                 let dropped = old_hosts.as_deref().is_some_and(|old| {
                     old.lines()
                         .any(|l| !l.is_empty() && !d.hosts.lines().any(|n| n == l))
                 });
-                let hosts = self
-                    .write_if_changed(&d.dir.join("hosts"), &d.hosts)
-                    .await?;
+                let hosts = old_hosts.as_deref() != Some(d.hosts.as_str());
+                if hosts {
+                    self.dp.write_file(&hosts_path, &d.hosts).await?;
+                }
                 let opts = self.write_if_changed(&d.dir.join("opts"), &d.opts).await?;
                 Ok::<_, HostError>((conf || dropped, hosts || opts))
             };
